@@ -1,0 +1,1 @@
+"""medsight.bundle"""
