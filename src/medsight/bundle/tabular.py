@@ -1,0 +1,148 @@
+"""Tabular model bundle: a self-describing folder that can be loaded and used to predict.
+
+Layout::
+
+    bundle.json      metadata: classes, threshold, metrics with CIs, data fingerprint, versions, seed
+    schema.yaml      the input contract, checked on every row at prediction
+    model.joblib     fitted preprocessing + model (a pickle: load only bundles you trust)
+    background.npy   SHAP background (k-means centroids, not patient rows)
+    model_card.md    generated model card
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import joblib
+import numpy as np
+import pandas as pd
+import yaml
+
+from medsight.data.schema import TableSchema, validate_frame
+from medsight.errors import BundleError
+from medsight.explain.tabular import explain_pipeline
+from medsight.runs import staged_directory
+from medsight.train.tabular import FittedTabularModel
+
+BUNDLE_FORMAT = 1
+TASK = "tabular-classification"
+FILES = ("bundle.json", "schema.yaml", "model.joblib", "background.npy")
+
+
+@dataclass
+class TabularBundle:
+    """A fitted tabular model with everything needed to use and audit it."""
+
+    model: FittedTabularModel
+    schema: TableSchema
+    background: np.ndarray
+    sources: list[str]
+    metadata: dict[str, Any] = field(default_factory=dict)
+    model_card: str = ""
+
+    @property
+    def positive_class(self) -> str:
+        return str(self.schema.positive_class)
+
+    @property
+    def negative_class(self) -> str:
+        return next(c for c in self.schema.classes if c != self.schema.positive_class)
+
+    def save(self, path: str | Path) -> Path:
+        """Write the bundle folder (atomically: a failed save leaves nothing at ``path``)."""
+        path = Path(path)
+        with staged_directory(path) as staging:
+            joblib.dump(self.model, staging / "model.joblib")
+            np.save(staging / "background.npy", self.background)
+            schema_yaml = yaml.safe_dump(self.schema.model_dump(mode="json"), sort_keys=False)
+            (staging / "schema.yaml").write_text(schema_yaml)
+            metadata = {
+                **self.metadata,
+                "format": BUNDLE_FORMAT,
+                "task": TASK,
+                "classes": self.schema.classes,
+                "positive_class": self.positive_class,
+                "threshold": self.model.threshold,
+                "calibration": self.model.calibration,
+                "class_weight": self.model.class_weight,
+                "tuned_params": self.model.params,
+                "feature_sources": self.sources,
+                "model_sha256": _sha256(staging / "model.joblib"),
+            }
+            (staging / "bundle.json").write_text(json.dumps(metadata, indent=2, default=str))
+            if self.model_card:
+                (staging / "model_card.md").write_text(self.model_card)
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> TabularBundle:
+        """Load a bundle folder, checking it is complete, of a known format and unmodified."""
+        path = Path(path)
+        if not path.is_dir():
+            raise BundleError(f"{path}: not a bundle folder (expected a folder with bundle.json).")
+        missing = [name for name in FILES if not (path / name).exists()]
+        if missing:
+            raise BundleError(f"{path}: incomplete bundle, missing {', '.join(missing)}.")
+        metadata = json.loads((path / "bundle.json").read_text())
+        if metadata.get("task") != TASK or metadata.get("format") != BUNDLE_FORMAT:
+            raise BundleError(
+                f"{path}: bundle is task {metadata.get('task')!r}, format "
+                f"{metadata.get('format')!r}; this version reads {TASK!r} format {BUNDLE_FORMAT}."
+            )
+        if _sha256(path / "model.joblib") != metadata.get("model_sha256"):
+            raise BundleError(f"{path}: model.joblib does not match its recorded checksum.")
+        schema = TableSchema.model_validate(yaml.safe_load((path / "schema.yaml").read_text()))
+        card = path / "model_card.md"
+        return cls(
+            model=joblib.load(path / "model.joblib"),
+            schema=schema,
+            background=np.load(path / "background.npy"),
+            sources=list(metadata["feature_sources"]),
+            metadata=metadata,
+            model_card=card.read_text() if card.exists() else "",
+        )
+
+    def predict(
+        self, frame: pd.DataFrame, *, explain: bool = True, top_k: int = 5, where: str = "input"
+    ) -> list[dict[str, Any]]:
+        """Validate every row, then predict; each result names the row, label, probability,
+        the columns that were empty (imputed) and, with ``explain``, the top SHAP contributions.
+        """
+        empty = validate_frame(frame, self.schema, where=where)
+        features = frame[self.schema.feature_columns]
+        probability = self.model.predict_proba(features)
+        explanation = (
+            explain_pipeline(self.model.pipeline, features, self.background, self.sources)
+            if explain
+            else None
+        )
+        results = []
+        for row, p in enumerate(probability):
+            positive = bool(p >= self.model.threshold)
+            result: dict[str, Any] = {
+                "row": row + 1,
+                "prediction": self.positive_class if positive else self.negative_class,
+                "probability": round(float(p), 5),
+                "threshold": self.model.threshold,
+                "imputed": empty[row],
+            }
+            if explanation is not None:
+                result["base_probability"] = round(explanation.base_value, 5)
+                result["contributions"] = [
+                    c.to_dict() for c in explanation.top(row, features, top_k)
+                ]
+            results.append(result)
+        return results
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+

@@ -1,0 +1,1 @@
+"""medsight.transforms: preprocessing per modality."""
