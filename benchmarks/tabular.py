@@ -23,7 +23,7 @@ import pandas as pd
 from medsight.config import DataConfig, EvaluationConfig, ModelConfig, TrainConfig
 from medsight.demo import TARGET as WDBC_TARGET
 from medsight.demo import wdbc_frame
-from medsight.tasks.tabular import BASELINE, evaluate_model, prepare_table
+from medsight.tasks.tabular import BASELINE, baseline_cleaning, evaluate_model, prepare_table
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 DATASETS = {
@@ -49,9 +49,13 @@ def benchmark(
     config = TrainConfig(data=data, evaluation=evaluation, seed=seed)
     prepared = prepare_table(config, frame)
     rows = []
-    for label, model in (("default", ModelConfig()), ("baseline", BASELINE)):
+    candidates = (
+        ("default", ModelConfig(), config.cleaning),
+        ("baseline", BASELINE, baseline_cleaning(config)),
+    )
+    for label, model, cleaning in candidates:
         start = time.perf_counter()
-        result = evaluate_model(label, prepared, model, config)
+        result = evaluate_model(label, prepared, model, config, cleaning=cleaning)
         seconds = time.perf_counter() - start
         m = result.metrics
         rows.append(

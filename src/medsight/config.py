@@ -44,7 +44,7 @@ class CleaningConfig(_Strict):
     impute: Literal["median", "mean"] = "median"
     missing_indicators: bool = True
     clip: Literal["none", "range", "quantile"] = "range"
-    scaling: Literal["standard", "power", "none"] = "standard"
+    scaling: Literal["standard", "power", "none"] = "power"
 
 
 class ModelConfig(_Strict):
@@ -100,7 +100,9 @@ def load_config(path: str | Path) -> TrainConfig:
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML ({exc}).") from exc
     if not isinstance(raw, dict):
-        raise ConfigError(f"{path}: the top level must be a mapping of keys, got {type(raw).__name__}.")
+        raise ConfigError(
+            f"{path}: the top level must be a mapping of keys, got {type(raw).__name__}."
+        )
     config = parse_config(raw, source=str(path))
     if config.data.path is not None and not config.data.path.is_absolute():
         config.data.path = (path.parent / config.data.path).resolve()

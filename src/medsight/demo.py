@@ -32,7 +32,9 @@ def write_demo_data(folder: Path, seed: int = 0) -> tuple[Path, Path, pd.Series]
     """Training CSV, a CSV of held-out patients without their diagnosis, and their true labels."""
     frame = wdbc_frame()
     held_out = frame.groupby(TARGET, group_keys=False).sample(n=1, random_state=seed)
-    held_out = pd.concat([held_out, frame.drop(held_out.index).sample(n=HELD_OUT - 2, random_state=seed)])
+    held_out = pd.concat(
+        [held_out, frame.drop(held_out.index).sample(n=HELD_OUT - 2, random_state=seed)]
+    )
     training = frame.drop(held_out.index)
     train_path = write_text_atomic(folder / "wdbc_train.csv", training.to_csv(index=False))
     new_path = write_text_atomic(

@@ -23,7 +23,7 @@ def run_name(stem: str) -> str:
 
 @contextlib.contextmanager
 def staged_directory(final: Path) -> Iterator[Path]:
-    """Yield a temporary sibling of ``final``; rename it to ``final`` on success, delete on error."""
+    """Yield a temporary sibling of ``final``; rename it on success, delete it on error."""
     final = Path(final)
     final.parent.mkdir(parents=True, exist_ok=True)
     if final.exists():

@@ -35,7 +35,7 @@ def test_bad_files_raise_data_error(tmp_path: Path, content: bytes, message: str
 
 
 def test_missing_file_names_path(tmp_path: Path) -> None:
-    with pytest.raises(DataError, match="nope.csv: file not found"):
+    with pytest.raises(DataError, match=r"nope\.csv: file not found"):
         read_table(tmp_path / "nope.csv")
 
 

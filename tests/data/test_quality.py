@@ -18,7 +18,9 @@ def test_quality_report_finds_planted_problems(risk_table: pd.DataFrame) -> None
     frame = risk_table.copy()
     frame["site"] = "A"  # constant
     frame["age_copy"] = frame["age"]  # duplicate column
-    frame["leak"] = (frame["disease"] == "yes").astype(float) + np.random.default_rng(0).normal(0, 0.01, len(frame))
+    frame["leak"] = (frame["disease"] == "yes").astype(float) + np.random.default_rng(0).normal(
+        0, 0.01, len(frame)
+    )
     frame.loc[5:40, "cholesterol"] = None
     frame.loc[0:99, "biomarker"] = None  # >50% missing
     frame = pd.concat([frame, frame.iloc[[3, 4]]], ignore_index=True)  # duplicate rows
@@ -42,7 +44,9 @@ def test_quality_report_finds_planted_problems(risk_table: pd.DataFrame) -> None
 
 def test_patient_overlap(risk_table: pd.DataFrame) -> None:
     train, test = risk_table.iloc[:100], risk_table.iloc[95:]
-    assert patient_overlap(train["patient_id"], test["patient_id"]) == [f"P{i:04d}" for i in range(95, 100)]
+    assert patient_overlap(train["patient_id"], test["patient_id"]) == [
+        f"P{i:04d}" for i in range(95, 100)
+    ]
     schema = infer_schema(risk_table, "disease", patient_id="patient_id")
     report = quality_report(train, schema, test_frame=test)
     assert [f.check for f in report.errors] == ["patient_overlap"]

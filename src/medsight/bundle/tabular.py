@@ -2,7 +2,7 @@
 
 Layout::
 
-    bundle.json      metadata: classes, threshold, metrics with CIs, data fingerprint, versions, seed
+    bundle.json      classes, threshold, metrics with CIs, data fingerprint, versions, seed
     schema.yaml      the input contract, checked on every row at prediction
     model.joblib     fitted preprocessing + model (a pickle: load only bundles you trust)
     background.npy   SHAP background (k-means centroids, not patient rows)
@@ -145,4 +145,3 @@ def _sha256(path: Path) -> str:
         for chunk in iter(lambda: handle.read(1 << 20), b""):
             digest.update(chunk)
     return digest.hexdigest()
-

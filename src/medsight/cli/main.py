@@ -34,10 +34,16 @@ OptionalPath = Annotated[Path | None, typer.Option()]
 @data_app.command("check")
 def data_check(
     file: Annotated[Path, typer.Argument(help="CSV or Parquet table.")],
-    target: Annotated[str | None, typer.Option(help="Target column (enables class and leakage checks).")] = None,
+    target: Annotated[
+        str | None, typer.Option(help="Target column (enables class and leakage checks).")
+    ] = None,
     patient_id: Annotated[str | None, typer.Option(help="Patient id column.")] = None,
-    test: Annotated[Path | None, typer.Option(help="A test table: reports patients in both.")] = None,
-    json_out: Annotated[Path | None, typer.Option("--json", help="Also write the report as JSON.")] = None,
+    test: Annotated[
+        Path | None, typer.Option(help="A test table: reports patients in both.")
+    ] = None,
+    json_out: Annotated[
+        Path | None, typer.Option("--json", help="Also write the report as JSON.")
+    ] = None,
 ) -> None:
     """Quality report: missing values, constant and duplicate columns and rows, ranges, leakage."""
     from medsight.cli.render import print_quality
@@ -61,9 +67,15 @@ def train(
     data: Annotated[Path | None, typer.Option(help="CSV or Parquet table.")] = None,
     target: Annotated[str | None, typer.Option(help="Target column.")] = None,
     patient_id: Annotated[str | None, typer.Option(help="Patient id column (CV groups).")] = None,
-    positive_class: Annotated[str | None, typer.Option(help="Which target value is positive.")] = None,
-    exclude: Annotated[list[str] | None, typer.Option(help="Column to leave out (repeatable).")] = None,
-    model: Annotated[str | None, typer.Option(help="Registered model name (see `medsight models`).")] = None,
+    positive_class: Annotated[
+        str | None, typer.Option(help="Which target value is positive.")
+    ] = None,
+    exclude: Annotated[
+        list[str] | None, typer.Option(help="Column to leave out (repeatable).")
+    ] = None,
+    model: Annotated[
+        str | None, typer.Option(help="Registered model name (see `medsight models`).")
+    ] = None,
     folds: Annotated[int | None, typer.Option(help="Cross-validation folds.")] = None,
     repeats: Annotated[int | None, typer.Option(help="Cross-validation repeats.")] = None,
     threshold: Annotated[str | None, typer.Option(help="fixed, youden or sensitivity.")] = None,
@@ -97,7 +109,9 @@ def train(
 @app.command()
 def evaluate(
     run: Annotated[Path, typer.Argument(help="A run folder (or its bundle).")],
-    data: Annotated[Path | None, typer.Option(help="Labelled table for external validation.")] = None,
+    data: Annotated[
+        Path | None, typer.Option(help="Labelled table for external validation.")
+    ] = None,
     n_bootstrap: Annotated[int, typer.Option(help="Bootstrap resamples.")] = 1000,
 ) -> None:
     """Show a run's cross-validated metrics, or validate its bundle on new labelled data."""
@@ -123,8 +137,8 @@ def predict(
 ) -> None:
     """Predict each row, with probability, label and the columns that drove it."""
     from medsight.cli.render import print_predictions
-    from medsight.tasks.external import load_bundle, write_predictions
     from medsight.io.tabular import read_table
+    from medsight.tasks.external import load_bundle, write_predictions
 
     loaded = load_bundle(bundle)
     frame = read_table(input)

@@ -19,28 +19,47 @@ SEVERITY_STYLE = {"error": "bold red", "warning": "yellow", "info": "cyan"}
 def print_quality(console: Console, path: Path, report: QualityReport) -> None:
     console.print(f"[bold]{path}[/bold]: {report.n_rows} rows x {report.n_columns} columns")
     if report.class_balance:
-        console.print("Class balance: " + ", ".join(f"{k}: {v}" for k, v in report.class_balance.items()))
+        console.print(
+            "Class balance: " + ", ".join(f"{k}: {v}" for k, v in report.class_balance.items())
+        )
     if report.missing:
-        table = Table("column", "missing", "share", "of which 'missing' codes", title="Missing values")
+        table = Table(
+            "column", "missing", "share", "of which 'missing' codes", title="Missing values"
+        )
         for name, stats in report.missing.items():
-            table.add_row(name, str(int(stats["count"])), f"{stats['fraction']:.1%}", str(int(stats["sentinel"])))
+            table.add_row(
+                name,
+                str(int(stats["count"])),
+                f"{stats['fraction']:.1%}",
+                str(int(stats["sentinel"])),
+            )
         console.print(table)
     if report.single_feature_auroc:
         top = list(report.single_feature_auroc.items())[:5]
-        console.print("Strongest single features (AUROC): " + ", ".join(f"{k} {v:.3f}" for k, v in top))
+        console.print(
+            "Strongest single features (AUROC): " + ", ".join(f"{k} {v:.3f}" for k, v in top)
+        )
     if not report.findings:
         console.print("[green]No findings.[/green]")
         return
     table = Table("severity", "check", "finding", title="Findings")
     for finding in report.findings:
-        table.add_row(f"[{SEVERITY_STYLE[finding.severity]}]{finding.severity}[/]", finding.check, finding.message)
+        table.add_row(
+            f"[{SEVERITY_STYLE[finding.severity]}]{finding.severity}[/]",
+            finding.check,
+            finding.message,
+        )
     console.print(table)
 
 
 def print_metrics(console: Console, metrics: Mapping[str, Estimate], title: str) -> None:
     table = Table("metric", "value", "95% CI", title=title)
     for key, estimate in metrics.items():
-        table.add_row(METRIC_LABELS.get(key, key), f"{estimate.value:.3f}", f"{estimate.lo:.3f}–{estimate.hi:.3f}")
+        table.add_row(
+            METRIC_LABELS.get(key, key),
+            f"{estimate.value:.3f}",
+            f"{estimate.lo:.3f}–{estimate.hi:.3f}",
+        )
     console.print(table)
 
 
@@ -55,10 +74,13 @@ def print_run(console: Console, result: Any) -> None:
 
 
 def print_predictions(console: Console, results: list[dict[str, Any]]) -> None:
-    table = Table("row", "prediction", "probability", "top contributions", "imputed", title="Predictions")
+    table = Table(
+        "row", "prediction", "probability", "top contributions", "imputed", title="Predictions"
+    )
     for item in results:
         contributions = ", ".join(
-            f"{c['feature']}={_fmt(c['value'])} ({c['shap']:+.3f})" for c in item.get("contributions", [])[:3]
+            f"{c['feature']}={_fmt(c['value'])} ({c['shap']:+.3f})"
+            for c in item.get("contributions", [])[:3]
         )
         table.add_row(
             str(item["row"]),

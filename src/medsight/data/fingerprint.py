@@ -27,7 +27,14 @@ def package_versions(names: tuple[str, ...] = ()) -> dict[str, str]:
     from importlib.metadata import PackageNotFoundError, version
 
     wanted = names or (
-        "medsight", "numpy", "pandas", "scikit-learn", "lightgbm", "shap", "torch", "scipy",
+        "medsight",
+        "numpy",
+        "pandas",
+        "scikit-learn",
+        "lightgbm",
+        "shap",
+        "torch",
+        "scipy",
     )
     versions = {}
     for name in wanted:

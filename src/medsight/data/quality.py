@@ -62,54 +62,69 @@ def quality_report(
     clean = replace_missing_values(frame, {n: v for n, v in sentinels.items() if v})
     findings: list[Finding] = []
 
+    def note(severity: Severity, check: str, message: str, *columns: str) -> None:
+        findings.append(Finding(severity, check, message, list(columns)))
+
     missing = _missing(frame, clean)
     for name, stats in missing.items():
         if stats["fraction"] > 0.5:
-            findings.append(Finding("warning", "missing", f"'{name}' is {stats['fraction']:.0%} missing; consider dropping it.", [name]))
+            note("warning", "missing", f"'{name}' is {stats['fraction']:.0%} missing.", name)
         elif stats["sentinel"] > 0:
-            findings.append(Finding("info", "missing", f"'{name}': {int(stats['sentinel'])} values are a 'missing' code and will be imputed.", [name]))
+            count = int(stats["sentinel"])
+            note("info", "missing", f"'{name}': {count} 'missing' codes, to be imputed.", name)
 
     constant = [str(c) for c in clean.columns if clean[c].nunique(dropna=True) <= 1]
     for name in constant:
-        findings.append(Finding("warning", "constant", f"'{name}' has a single value; it carries no information.", [name]))
+        note("warning", "constant", f"'{name}' has a single value: no information.", name)
 
     duplicate_columns = _duplicate_columns(clean)
     for group in duplicate_columns:
-        findings.append(Finding("warning", "duplicate_columns", f"columns {', '.join(group)} hold identical values.", group))
+        note("warning", "duplicate_columns", f"{', '.join(group)} hold identical values.", *group)
 
     ids = schema.columns_with_role(ColumnRole.IDENTIFIER) if schema else []
     duplicate_rows = int(clean.drop(columns=ids).duplicated().sum())
     if duplicate_rows:
-        findings.append(Finding("warning", "duplicate_rows", f"{duplicate_rows} rows duplicate an earlier row; duplicates across folds inflate metrics."))
+        note(
+            "warning",
+            "duplicate_rows",
+            f"{duplicate_rows} rows repeat an earlier row; repeats across folds inflate metrics.",
+        )
 
     out_of_range = _out_of_range(clean, schema) if schema else {}
     for name, count in out_of_range.items():
-        findings.append(Finding("warning", "out_of_range", f"'{name}': {count} values outside the schema's range.", [name]))
+        note("warning", "out_of_range", f"'{name}': {count} values outside its range.", name)
     extreme = _extreme_values(clean, schema)
     for name, count in extreme.items():
-        findings.append(Finding("info", "extreme_values", f"'{name}': {count} values more than {EXTREME_IQR:g} IQR beyond the quartiles; check units and typos.", [name]))
+        message = f"'{name}': {count} values over {EXTREME_IQR:g} IQR beyond the quartiles."
+        note("info", "extreme_values", message + " Check units and typos.", name)
 
     balance: dict[str, int] = {}
     leakage: dict[str, float] = {}
     if schema is not None:
         target = clean[schema.target].dropna().map(canonical_category)
         balance = {str(k): int(v) for k, v in target.value_counts().sort_index().items()}
-        n_target_missing = int(clean[schema.target].isna().sum())
-        if n_target_missing:
-            findings.append(Finding("warning", "target", f"{n_target_missing} rows have no target value and will be dropped.", [schema.target]))
+        unlabelled = int(clean[schema.target].isna().sum())
+        if unlabelled:
+            note("warning", "target", f"{unlabelled} rows have no target value.", schema.target)
         if balance and min(balance.values()) / max(balance.values()) < 0.2:
-            findings.append(Finding("warning", "class_balance", f"classes are imbalanced {balance}; class weights and AUPRC matter here.", [schema.target]))
+            message = f"imbalanced classes {balance}: use class weights, read AUPRC."
+            note("warning", "class_balance", message, schema.target)
         if len(balance) == 2:
             leakage = _single_feature_auroc(clean, schema)
             for name, auc in leakage.items():
                 if auc >= LEAKAGE_AUROC:
-                    findings.append(Finding("warning", "leakage", f"'{name}' alone separates the classes (AUROC {auc:.3f}); check it is known before the diagnosis and is not derived from the outcome.", [name]))
+                    message = (
+                        f"'{name}' alone separates the classes (AUROC {auc:.3f}): is it known "
+                        "before the diagnosis, and not derived from the outcome?"
+                    )
+                    note("warning", "leakage", message, name)
 
     overlap: list[str] = []
     if schema is not None and schema.patient_id and test_frame is not None:
         overlap = patient_overlap(frame[schema.patient_id], test_frame[schema.patient_id])
         if overlap:
-            findings.append(Finding("error", "patient_overlap", f"{len(overlap)} patients appear in both train and test (e.g. {overlap[0]}); split by patient.", [schema.patient_id]))
+            message = f"{len(overlap)} patients in both train and test (e.g. {overlap[0]})."
+            note("error", "patient_overlap", message + " Split by patient.", schema.patient_id)
 
     return QualityReport(
         n_rows=len(frame),
@@ -127,7 +142,9 @@ def quality_report(
     )
 
 
-def patient_overlap(train_ids: pd.Series | np.ndarray, test_ids: pd.Series | np.ndarray) -> list[str]:
+def patient_overlap(
+    train_ids: pd.Series | np.ndarray, test_ids: pd.Series | np.ndarray
+) -> list[str]:
     """Patient ids present in both sets (sorted, as strings)."""
     train = {canonical_category(v) for v in pd.Series(train_ids).dropna()}
     test = {canonical_category(v) for v in pd.Series(test_ids).dropna()}
@@ -140,7 +157,11 @@ def _missing(raw: pd.DataFrame, clean: pd.DataFrame) -> dict[str, dict[str, floa
         n_raw = int(raw[name].isna().sum())
         n_clean = int(clean[name].isna().sum())
         if n_clean:
-            result[str(name)] = {"count": n_clean, "fraction": n_clean / len(raw), "sentinel": n_clean - n_raw}
+            result[str(name)] = {
+                "count": n_clean,
+                "fraction": n_clean / len(raw),
+                "sentinel": n_clean - n_raw,
+            }
     return result
 
 
@@ -205,7 +226,9 @@ def _single_feature_auroc(frame: pd.DataFrame, schema: TableSchema) -> dict[str,
         if schema.columns[name].role == ColumnRole.CATEGORICAL:
             if column.nunique() > len(column) / 5:
                 continue
-            values = column.map(canonical_category).map(pd.Series(y, index=column.index).groupby(column.map(canonical_category)).mean())
+            values = column.map(canonical_category).map(
+                pd.Series(y, index=column.index).groupby(column.map(canonical_category)).mean()
+            )
         else:
             values = pd.to_numeric(column, errors="coerce")
         keep = values.notna().to_numpy()

@@ -114,7 +114,9 @@ def infer_schema(
     named |= {s.column for s in subgroups} | ({patient_id} if patient_id else set())
     _require_columns(frame, sorted(named), where="the data")
     if categorical & numeric:
-        raise SchemaError(f"columns listed as both categorical and numeric: {sorted(categorical & numeric)}")
+        raise SchemaError(
+            f"columns listed as both categorical and numeric: {sorted(categorical & numeric)}"
+        )
 
     columns: dict[str, ColumnSpec] = {}
     for name in frame.columns:
@@ -152,7 +154,9 @@ def infer_schema(
             "a diagnostic model needs at least two."
         )
     if positive_class is not None and positive_class not in classes:
-        raise SchemaError(f"positive class {positive_class!r} is not among target values {classes}.")
+        raise SchemaError(
+            f"positive class {positive_class!r} is not among target values {classes}."
+        )
     if positive_class is None and len(classes) == 2:
         positive_class = classes[1]
     return TableSchema(

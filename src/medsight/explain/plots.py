@@ -12,7 +12,7 @@ TOP_FEATURES = 15
 
 
 def plot_shap_summary(explanation: Explanation, frame: pd.DataFrame) -> Figure:
-    """Left: mean |SHAP| per column. Right: each row's SHAP value, coloured by the column's value."""
+    """Left: mean |SHAP| per column. Right: each row's SHAP value, coloured by its value."""
     importance = explanation.global_importance().head(TOP_FEATURES)[::-1]
     names = list(importance.index)
     figure = Figure(figsize=(11, 0.38 * len(names) + 1.6), layout="constrained")

@@ -31,7 +31,7 @@ def read_table(path: str | Path) -> pd.DataFrame:
     suffixes = [s.lower() for s in path.suffixes]
     if suffixes and suffixes[-1] in PARQUET_SUFFIXES:
         frame = _read_parquet(path)
-    elif suffixes and (suffixes[-1] in CSV_SUFFIXES or suffixes[-2:-1] and suffixes[-1] == ".gz"):
+    elif suffixes and (suffixes[-1] in CSV_SUFFIXES or (suffixes[-2:-1] and suffixes[-1] == ".gz")):
         frame = _read_csv(path)
     elif _looks_like_parquet(path):
         frame = _read_parquet(path)

@@ -67,7 +67,9 @@ def create_model(name: str, **params: Any) -> Any:
     try:
         return entry.factory(**params)
     except TypeError as exc:
-        raise ConfigError(f"model '{entry.name}': invalid parameters {sorted(params)} ({exc}).") from exc
+        raise ConfigError(
+            f"model '{entry.name}': invalid parameters {sorted(params)} ({exc})."
+        ) from exc
 
 
 def list_models(family: str | None = None) -> list[ModelEntry]:

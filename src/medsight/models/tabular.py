@@ -1,12 +1,13 @@
-"""Tabular classifiers: logistic regression (the baseline), LightGBM, a torch MLP, and an ensemble."""
+"""Tabular classifiers: logistic regression (baseline), LightGBM, SVM, forest, MLP, ensemble."""
 
 from __future__ import annotations
 
 from typing import Literal
 
 from lightgbm import LGBMClassifier
-from sklearn.ensemble import VotingClassifier
+from sklearn.ensemble import RandomForestClassifier, VotingClassifier
 from sklearn.linear_model import LogisticRegression
+from sklearn.svm import SVC
 
 from medsight.models.registry import register_model
 
@@ -31,7 +32,7 @@ def logistic(
 @register_model(
     "lightgbm",
     family="tabular",
-    description="Gradient-boosted trees (LightGBM), shallow and regularised for small clinical tables.",
+    description="Gradient-boosted trees (LightGBM), shallow and regularised for small tables.",
     param_grid={"min_child_samples": [5, 20]},
     aliases=("gbm",),
 )
@@ -87,9 +88,46 @@ def mlp(
 
 
 @register_model(
+    "svm",
+    family="tabular",
+    description="Support-vector machine with an RBF kernel (probabilities by Platt scaling).",
+    param_grid={"C": [0.3, 1.0]},
+)
+def svm(C: float = 1.0, class_weight: ClassWeight = None, random_state: int = 0) -> SVC:
+    return SVC(C=C, probability=True, class_weight=class_weight, random_state=random_state)
+
+
+@register_model(
+    "random_forest",
+    family="tabular",
+    description="Random forest of 200 trees, leaves of at least 3 rows.",
+    param_grid={"max_features": ["sqrt", 0.3]},
+    aliases=("rf",),
+)
+def random_forest(
+    n_estimators: int = 200,
+    min_samples_leaf: int = 3,
+    max_features: float | str = 0.3,
+    class_weight: ClassWeight = None,
+    random_state: int = 0,
+) -> RandomForestClassifier:
+    return RandomForestClassifier(
+        n_estimators=n_estimators,
+        min_samples_leaf=min_samples_leaf,
+        max_features=max_features,
+        class_weight=class_weight,
+        random_state=random_state,
+        n_jobs=1,
+    )
+
+
+@register_model(
     "ensemble",
     family="tabular",
-    description="Soft vote of logistic regression and LightGBM (the default).",
+    description=(
+        "The default: soft vote of logistic regression, an RBF SVM and a random forest "
+        "(a linear, a kernel and a tree view of the same rows)."
+    ),
     param_grid={"logistic__C": [0.1, 1.0]},
     aliases=("default",),
 )
@@ -97,7 +135,8 @@ def ensemble(class_weight: ClassWeight = None, random_state: int = 0) -> VotingC
     return VotingClassifier(
         [
             ("logistic", logistic(class_weight=class_weight, random_state=random_state)),
-            ("lightgbm", lightgbm(class_weight=class_weight, random_state=random_state)),
+            ("svm", svm(class_weight=class_weight, random_state=random_state)),
+            ("forest", random_forest(class_weight=class_weight, random_state=random_state)),
         ],
         voting="soft",
     )

@@ -66,14 +66,18 @@ def external_validation(
     labels = frame[schema.target].map(canonical_category, na_action="ignore")
     unknown = sorted(set(labels.dropna()) - set(schema.classes))
     if unknown:
-        raise DataError(f"{data}: target values {unknown} are not among the model's classes {schema.classes}.")
+        raise DataError(
+            f"{data}: target values {unknown} are not among the model's classes {schema.classes}."
+        )
     keep = labels.notna().to_numpy()
     y = (labels[keep] == schema.positive_class).to_numpy(int)
     if len(np.unique(y)) < 2:
         raise DataError(f"{data}: the target has a single class; AUROC and CIs need both.")
     features = frame.loc[keep, schema.feature_columns]
     probability = bundle.model.predict_proba(features)
-    groups = frame.loc[keep, schema.patient_id].astype(str).to_numpy() if schema.patient_id else None
+    groups = (
+        frame.loc[keep, schema.patient_id].astype(str).to_numpy() if schema.patient_id else None
+    )
     metrics = binary_metrics_with_ci(
         y, probability, bundle.model.threshold, groups=groups, n_boot=n_bootstrap, seed=seed
     )

@@ -1,4 +1,4 @@
-"""The tabular-classification task: table -> schema -> quality -> clean -> CV -> bundle -> report."""
+"""The tabular-classification task: table, schema, quality, cleaning, CV, bundle, report."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ import pandas as pd
 import yaml
 
 from medsight.bundle.tabular import TabularBundle
-from medsight.config import ModelConfig, TrainConfig, dump_config
+from medsight.config import CleaningConfig, ModelConfig, TrainConfig, dump_config
 from medsight.data.fingerprint import frame_fingerprint, package_versions
 from medsight.data.quality import QualityReport, quality_report
 from medsight.data.schema import (
@@ -44,6 +44,7 @@ from medsight.transforms.tabular import source_columns
 
 logger = logging.getLogger(__name__)
 BASELINE = ModelConfig(name="logistic", tune=False, class_weight="none", calibration="none")
+BASELINE_SCALING = "standard"
 DEFAULT_AGE_EDGES = [0.0, 45.0, 55.0, 65.0, 200.0]
 _SEX = re.compile(r"^(sex|gender)$", re.IGNORECASE)
 _AGE = re.compile(r"^age(_years)?$", re.IGNORECASE)
@@ -173,6 +174,7 @@ def evaluate_model(
     model: ModelConfig,
     config: TrainConfig,
     progress: ProgressCallback | None = None,
+    cleaning: CleaningConfig | None = None,
 ) -> ModelEvaluation:
     """Repeated cross-validation of one model configuration, with bootstrap CIs."""
     X = prepared.frame[prepared.schema.feature_columns]
@@ -182,7 +184,7 @@ def evaluate_model(
         prepared.groups,
         prepared.schema,
         model=model,
-        cleaning=config.cleaning,
+        cleaning=cleaning or config.cleaning,
         evaluation=config.evaluation,
         seed=config.seed,
         progress=progress,
@@ -196,6 +198,11 @@ def evaluate_model(
         seed=config.seed,
     )
     return ModelEvaluation(name, cv, metrics)
+
+
+def baseline_cleaning(config: TrainConfig) -> CleaningConfig:
+    """The run's cleaning with standard scaling: the baseline is textbook logistic regression."""
+    return config.cleaning.model_copy(update={"scaling": BASELINE_SCALING})
 
 
 def subgroup_columns(prepared: PreparedTable) -> dict[str, np.ndarray]:
@@ -218,7 +225,7 @@ def run_tabular(
     stage: Stage | None = None,
 ) -> TabularRunResult:
     """Train, evaluate, explain, bundle and report; the run folder appears only when complete."""
-    from medsight.tasks.tabular_report import build_report, build_model_card
+    from medsight.tasks.tabular_report import build_model_card, build_report
 
     say = stage or (lambda message: logger.info(message))
     say("reading and checking the data")
@@ -227,7 +234,9 @@ def run_tabular(
     say(f"cross-validating '{config.model.name}' ({evaluation.repeats}x{evaluation.folds}-fold)")
     model_eval = evaluate_model(config.model.name, prepared, config.model, config, progress)
     say("cross-validating the logistic-regression baseline")
-    baseline_eval = evaluate_model("logistic baseline", prepared, BASELINE, config)
+    baseline_eval = evaluate_model(
+        "logistic baseline", prepared, BASELINE, config, cleaning=baseline_cleaning(config)
+    )
     delong = delong_test(
         prepared.y, model_eval.cv.mean_probability, baseline_eval.cv.mean_probability
     )

@@ -42,7 +42,9 @@ def build_report(result: TabularRunResult, bundle: TabularBundle, config: TrainC
     summary.add_key_values(
         {
             "Rows used": len(prepared.y),
-            "Class balance": ", ".join(f"{k}: {v}" for k, v in prepared.quality.class_balance.items()),
+            "Class balance": ", ".join(
+                f"{k}: {v}" for k, v in prepared.quality.class_balance.items()
+            ),
             "Model": config.model.name,
             "Calibration": bundle.model.calibration,
             "Class weighting": bundle.model.class_weight or "none",
@@ -68,13 +70,17 @@ def build_report(result: TabularRunResult, bundle: TabularBundle, config: TrainC
     )
     first = model.cv.probabilities[0]
     plots.add_figure(
-        plot_roc(prepared.y, {config.model.name: first, "baseline": result.baseline.cv.probabilities[0]}),
+        plot_roc(
+            prepared.y, {config.model.name: first, "baseline": result.baseline.cv.probabilities[0]}
+        ),
         caption="ROC curve",
     )
     plots.add_figure(plot_pr(prepared.y, first), caption="Precision-recall curve")
     plots.add_figure(plot_calibration(prepared.y, first), caption="Calibration (reliability)")
     predicted = (first >= model.cv.thresholds[0]).astype(int)
-    class_names = [c for c in schema.classes if c != schema.positive_class] + [str(schema.positive_class)]
+    class_names = [c for c in schema.classes if c != schema.positive_class] + [
+        str(schema.positive_class)
+    ]
     plots.add_figure(
         plot_confusion_matrix(prepared.y, predicted, class_names),
         caption="Confusion matrix at the operating threshold",
@@ -123,7 +129,10 @@ def _add_quality(report: Report, result: TabularRunResult) -> None:
     if quality.findings:
         section.add_table(
             pd.DataFrame(
-                [{"severity": f.severity, "check": f.check, "finding": f.message} for f in quality.findings]
+                [
+                    {"severity": f.severity, "check": f.check, "finding": f.message}
+                    for f in quality.findings
+                ]
             )
         )
     else:
@@ -145,9 +154,9 @@ def _add_quality(report: Report, result: TabularRunResult) -> None:
 
 def _metric_lines(metrics: dict[str, Estimate]) -> list[str]:
     return [
-        f"| {METRIC_LABELS.get(k, k)} | {metrics[k].value:.3f} | {metrics[k].lo:.3f}–{metrics[k].hi:.3f} |"
+        f"| {METRIC_LABELS.get(k, k)} | {m.value:.3f} | {m.lo:.3f}–{m.hi:.3f} |"
         for k in BINARY_METRICS
-        if k in metrics
+        if (m := metrics.get(k)) is not None
     ]
 
 
@@ -160,12 +169,14 @@ def build_model_card(result: TabularRunResult, bundle: TabularBundle, config: Tr
         f"# Model card: {meta['name']}",
         "",
         "## Model",
-        f"- Task: binary classification of `{schema.target}` (positive class `{schema.positive_class}`)",
+        f"- Task: binary classification of `{schema.target}` "
+        f"(positive class `{schema.positive_class}`)",
         f"- Model: `{config.model.name}`; calibration: {bundle.model.calibration}; "
         f"class weighting: {bundle.model.class_weight or 'none'}",
         f"- Operating threshold: {bundle.model.threshold:.3f} ({config.evaluation.threshold})",
         f"- Inputs: {', '.join(schema.feature_columns)}",
-        f"- Created {meta['created']} with medsight {meta['package_versions'].get('medsight')}, seed {meta['seed']}",
+        f"- Created {meta['created']} with medsight "
+        f"{meta['package_versions'].get('medsight')}, seed {meta['seed']}",
         "",
         "## Intended use",
         "Decision support for clinicians and researchers: a second opinion with a probability and "
@@ -189,7 +200,9 @@ def build_model_card(result: TabularRunResult, bundle: TabularBundle, config: Tr
         f"DeLong p = {result.delong.p_value:.3g}.",
         "",
         "## Subgroups",
-        _markdown_table(result.subgroups) if not result.subgroups.empty else "No subgroup columns were configured.",
+        _markdown_table(result.subgroups)
+        if not result.subgroups.empty
+        else "No subgroup columns were configured.",
         "",
         "## Limits",
         "- Cross-validation estimates performance on data like the training data; expect lower "
@@ -202,12 +215,13 @@ def build_model_card(result: TabularRunResult, bundle: TabularBundle, config: Tr
     return "\n".join(lines) + "\n"
 
 
-
 def _markdown_table(frame: pd.DataFrame) -> str:
     """A plain pipe table (pandas' to_markdown needs the optional tabulate package)."""
     header = "| " + " | ".join(map(str, frame.columns)) + " |"
     rule = "|" + "---|" * frame.shape[1]
-    rows = ["| " + " | ".join(_cell(v) for v in row) + " |" for row in frame.itertuples(index=False)]
+    rows = [
+        "| " + " | ".join(_cell(v) for v in row) + " |" for row in frame.itertuples(index=False)
+    ]
     return "\n".join([header, rule, *rows])
 
 

@@ -14,7 +14,12 @@ from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.compose import ColumnTransformer
 from sklearn.impute import SimpleImputer
 from sklearn.pipeline import Pipeline
-from sklearn.preprocessing import FunctionTransformer, OneHotEncoder, PowerTransformer, StandardScaler
+from sklearn.preprocessing import (
+    FunctionTransformer,
+    OneHotEncoder,
+    PowerTransformer,
+    StandardScaler,
+)
 
 from medsight.data.schema import TableSchema, canonical_category, replace_missing_values
 
@@ -88,9 +93,15 @@ def build_preprocessor(
     categorical = schema.categorical_columns
     steps: list[tuple[str, object]] = []
     if clip != "none":
-        lower = [schema.columns[c].min if schema.columns[c].min is not None else -np.inf for c in numeric]
-        upper = [schema.columns[c].max if schema.columns[c].max is not None else np.inf for c in numeric]
-        steps.append(("clip", Clipper(lower, upper, quantile=0.005 if clip == "quantile" else None)))
+        lower = [
+            schema.columns[c].min if schema.columns[c].min is not None else -np.inf for c in numeric
+        ]
+        upper = [
+            schema.columns[c].max if schema.columns[c].max is not None else np.inf for c in numeric
+        ]
+        steps.append(
+            ("clip", Clipper(lower, upper, quantile=0.005 if clip == "quantile" else None))
+        )
     steps.append(("impute", SimpleImputer(strategy=impute, add_indicator=missing_indicators)))
     if scaling == "standard":
         steps.append(("scale", StandardScaler()))

@@ -1,0 +1,47 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from medsight.cli.runner import resolve_train_config
+from medsight.config import dump_config, load_config, parse_config
+from medsight.errors import ConfigError
+
+
+def test_unknown_key_is_named(tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text("model:\n  nmae: lightgbm\n")
+    with pytest.raises(ConfigError, match=r"unknown key 'model.nmae'"):
+        load_config(path)
+
+
+def test_wrong_type_is_named() -> None:
+    with pytest.raises(ConfigError, match=r"'evaluation.folds'"):
+        parse_config({"evaluation": {"folds": "ten"}})
+
+
+def test_relative_data_path_resolves_against_config(tmp_path: Path) -> None:
+    (tmp_path / "configs").mkdir()
+    path = tmp_path / "configs" / "c.yaml"
+    path.write_text("data:\n  path: ../data.csv\n  target: y\n")
+    assert load_config(path).data.path == (tmp_path / "data.csv").resolve()
+
+
+def test_flags_override_yaml_and_round_trip(tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text("data:\n  target: y\nevaluation:\n  folds: 4\n")
+    config = resolve_train_config(
+        path, {"evaluation.folds": 7, "model.name": "lightgbm", "seed": None}
+    )
+    assert config.evaluation.folds == 7 and config.model.name == "lightgbm"
+    assert config.data.target == "y" and config.seed == 0
+    (tmp_path / "again.yaml").write_text(dump_config(config))
+    assert load_config(tmp_path / "again.yaml") == config
+
+
+def test_not_yaml_mapping(tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text("- a\n- b\n")
+    with pytest.raises(ConfigError, match="top level must be a mapping"):
+        load_config(path)
