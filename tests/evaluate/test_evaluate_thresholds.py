@@ -1,0 +1,71 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from medsight.errors import ConfigError, DataError
+from medsight.evaluate import (
+    binary_metrics,
+    choose_threshold,
+    threshold_for_sensitivity,
+    youden_threshold,
+)
+
+
+def test_youden_hand_case() -> None:
+    y = np.array([0, 0, 0, 1, 0, 1, 1, 1])
+    p = np.array([0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8])
+    # At 0.6: sensitivity 3/4, specificity 4/4 → J = 0.75; at 0.4: 4/4 and 3/4 → J = 0.75 as well;
+    # the higher threshold wins ties. Every other threshold gives J < 0.75.
+    threshold = youden_threshold(y, p)
+    assert threshold == pytest.approx(0.6)
+    metrics = binary_metrics(y, p, threshold)
+    assert metrics["sensitivity"] + metrics["specificity"] - 1 == pytest.approx(0.75)
+
+
+def test_youden_is_realised_by_the_returned_threshold() -> None:
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 2, 200)
+    p = np.clip(rng.normal(0.4 + 0.2 * y, 0.2), 0, 1)
+    threshold = youden_threshold(y, p)
+    best = binary_metrics(y, p, threshold)
+    j = best["sensitivity"] + best["specificity"] - 1
+    for t in np.unique(p):
+        other = binary_metrics(y, p, t)
+        assert other["sensitivity"] + other["specificity"] - 1 <= j + 1e-12
+
+
+def test_useless_model_gives_finite_threshold() -> None:
+    y = np.array([0, 1, 0, 1])
+    p = np.array([0.9, 0.1, 0.8, 0.2])  # perfectly inverted: best J is 0 at "call nobody"
+    threshold = youden_threshold(y, p)
+    assert np.isfinite(threshold)
+    assert binary_metrics(y, p, threshold)["sensitivity"] == 0.0
+
+
+@pytest.mark.parametrize("target", [0.5, 0.8, 0.9, 0.95, 1.0])
+def test_sensitivity_target_is_met_at_the_highest_threshold(target: float) -> None:
+    rng = np.random.default_rng(1)
+    y = rng.integers(0, 2, 300)
+    p = np.round(np.clip(rng.normal(0.4 + 0.2 * y, 0.2), 0, 1), 2)
+    threshold = threshold_for_sensitivity(y, p, target)
+    assert binary_metrics(y, p, threshold)["sensitivity"] >= target
+    higher = p[p > threshold]
+    if higher.size:  # the next observed score up would miss the target
+        assert binary_metrics(y, p, higher.min())["sensitivity"] < target
+
+
+def test_choose_threshold_methods() -> None:
+    y = np.array([0, 0, 0, 1, 0, 1, 1, 1])
+    p = np.linspace(0.1, 0.8, 8)
+    assert choose_threshold(y, p, "fixed") == 0.5
+    assert choose_threshold(y, p) == youden_threshold(y, p)
+    assert choose_threshold(y, p, "sensitivity", 1.0) == pytest.approx(0.4)
+    with pytest.raises(ConfigError, match="youden"):
+        choose_threshold(y, p, "magic")
+    with pytest.raises(ConfigError):
+        choose_threshold(y, p, "sensitivity")
+    with pytest.raises(ConfigError):
+        threshold_for_sensitivity(y, p, 1.5)
+    with pytest.raises(DataError):
+        youden_threshold([1, 1], [0.2, 0.3])
