@@ -83,6 +83,7 @@ def test_predict_reports_imputed_columns(run) -> None:
     result, _ = run
     bundle = TabularBundle.load(result.bundle_path)
     rows = make_risk_table(3, seed=8).drop(columns="disease")
+    rows["systolic_bp"] = 130.0  # no "missing" code (0) in these rows
     rows.loc[1, "cholesterol"] = np.nan
     out = bundle.predict(rows, top_k=3)
     assert out[1]["imputed"] == ["cholesterol"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Literal
 
 from lightgbm import LGBMClassifier
+from sklearn.calibration import CalibratedClassifierCV
 from sklearn.ensemble import RandomForestClassifier, VotingClassifier
 from sklearn.linear_model import LogisticRegression
 from sklearn.svm import SVC
@@ -91,10 +92,14 @@ def mlp(
     "svm",
     family="tabular",
     description="Support-vector machine with an RBF kernel (probabilities by Platt scaling).",
-    param_grid={"C": [0.3, 1.0]},
+    param_grid={"estimator__C": [0.3, 1.0]},
 )
-def svm(C: float = 1.0, class_weight: ClassWeight = None, random_state: int = 0) -> SVC:
-    return SVC(C=C, probability=True, class_weight=class_weight, random_state=random_state)
+def svm(
+    C: float = 1.0, class_weight: ClassWeight = None, random_state: int = 0
+) -> CalibratedClassifierCV:
+    # SVC has no probabilities; sklearn >= 1.9 wants this wrapper instead of probability=True
+    kernel_svm = SVC(C=C, class_weight=class_weight, random_state=random_state)
+    return CalibratedClassifierCV(kernel_svm, method="sigmoid", cv=3, ensemble=False)
 
 
 @register_model(
