@@ -43,7 +43,7 @@ def write_demo_data(folder: Path, seed: int = 0) -> tuple[Path, Path, pd.Series]
     return train_path, new_path, held_out[TARGET].reset_index(drop=True)
 
 
-def run_demo(console: Console, output: Path, *, repeats: int = 3, folds: int = 10) -> Path:
+def run_demo(console: Console, output: Path, *, repeats: int = 2, folds: int = 5) -> Path:
     """Train, evaluate, bundle and report the WDBC model, then predict three new patients."""
     from medsight.cli.render import print_predictions, print_run
     from medsight.cli.runner import train_with_progress

@@ -161,12 +161,13 @@ def models() -> None:
 @app.command()
 def demo(
     output: Annotated[Path, typer.Option(help="Folder for the demo run.")] = Path("runs"),
-    repeats: Annotated[int, typer.Option(help="Cross-validation repeats.")] = 3,
+    repeats: Annotated[int, typer.Option(help="Cross-validation repeats.")] = 2,
+    folds: Annotated[int, typer.Option(help="Cross-validation folds.")] = 5,
 ) -> None:
     """Train and explain a breast-tumour diagnosis model on WDBC (bundled, no network)."""
     from medsight.demo import run_demo
 
-    run_demo(console, output, repeats=repeats)
+    run_demo(console, output, repeats=repeats, folds=folds)
 
 
 def main() -> None:
