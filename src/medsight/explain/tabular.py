@@ -53,7 +53,7 @@ class Explanation:
         return self.values.abs().mean().sort_values(ascending=False)
 
 
-def summarise_background(features: np.ndarray, seed: int = 0) -> np.ndarray:
+def summarise_background(features: np.ndarray) -> np.ndarray:
     """Weighted k-means centroids of preprocessed training rows as the SHAP background.
 
     Centroids rather than raw rows, so the bundle does not carry individual patients' records.

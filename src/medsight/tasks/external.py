@@ -59,7 +59,8 @@ def external_validation(
     run: str | Path, data: str | Path, *, n_bootstrap: int = 1000, seed: int = 0
 ) -> ExternalValidation:
     """Score the bundle on a labelled table and write an evaluation report into the run folder."""
-    bundle = load_bundle(run)
+    bundle_dir = bundle_path(run)
+    bundle = TabularBundle.load(bundle_dir)
     frame = read_table(data)
     schema = bundle.schema
     validate_frame(frame, schema, require_target=True, where=str(data))
@@ -89,12 +90,11 @@ def external_validation(
     section.add_metrics(metrics)
     section.add_figure(plot_roc(y, probability), caption="ROC curve")
     section.add_figure(plot_calibration(y, probability), caption="Calibration")
-    names = [c for c in schema.classes if c != schema.positive_class] + [str(schema.positive_class)]
+    names = [bundle.negative_class, bundle.positive_class]
     predicted = (probability >= bundle.model.threshold).astype(int)
     section.add_figure(plot_confusion_matrix(y, predicted, names), caption="Confusion matrix")
     stamp = f"{Path(data).stem}-{datetime.now(UTC):%Y%m%d-%H%M%S}"
-    run_dir = Path(run) if (Path(run) / "bundle").exists() else Path(run).parent
-    folder = run_dir / "evaluations" / stamp
+    folder = bundle_dir.parent / "evaluations" / stamp
     with staged_directory(folder) as staging:
         (staging / "metrics.json").write_text(
             json.dumps({k: v.to_dict() for k, v in metrics.items()}, indent=2)

@@ -78,11 +78,10 @@ def build_report(result: TabularRunResult, bundle: TabularBundle, config: TrainC
     plots.add_figure(plot_pr(prepared.y, first), caption="Precision-recall curve")
     plots.add_figure(plot_calibration(prepared.y, first), caption="Calibration (reliability)")
     predicted = (first >= model.cv.thresholds[0]).astype(int)
-    class_names = [c for c in schema.classes if c != schema.positive_class] + [
-        str(schema.positive_class)
-    ]
     plots.add_figure(
-        plot_confusion_matrix(prepared.y, predicted, class_names),
+        plot_confusion_matrix(
+            prepared.y, predicted, [bundle.negative_class, bundle.positive_class]
+        ),
         caption="Confusion matrix at the operating threshold",
     )
 
