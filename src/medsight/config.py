@@ -70,15 +70,11 @@ class EvaluationConfig(_Strict):
     explain_rows: int = Field(200, ge=10)
 
 
-class TrainConfig(_Strict):
-    """A whole training run: data, cleaning, model, evaluation, seed and output folder."""
+class _RunConfig(_Strict):
+    """Fields every task's run has: a task name, a run name, the seed and the output folder."""
 
-    task: Literal["tabular-classification"] = "tabular-classification"
+    task: str
     name: str | None = None
-    data: DataConfig = Field(default_factory=DataConfig)
-    cleaning: CleaningConfig = Field(default_factory=CleaningConfig)
-    model: ModelConfig = Field(default_factory=ModelConfig)
-    evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
     seed: int = 0
     output_dir: Path = Path("runs")
 
@@ -90,7 +86,91 @@ class TrainConfig(_Strict):
         return value
 
 
-def load_config(path: str | Path) -> TrainConfig:
+class TrainConfig(_RunConfig):
+    """A whole tabular training run: data, cleaning, model and evaluation."""
+
+    task: Literal["tabular-classification"] = "tabular-classification"
+    data: DataConfig = Field(default_factory=DataConfig)
+    cleaning: CleaningConfig = Field(default_factory=CleaningConfig)
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
+
+
+class ImageDataConfig(_Strict):
+    """Where the images are: a ``.npz``, ``medmnist:NAME``, a class-folder tree or a CSV."""
+
+    path: str | None = None
+    image_size: int | None = Field(None, ge=8, le=1024)
+    positive_class: str | None = None
+    val_fraction: float = Field(0.15, gt=0.0, lt=0.5)
+    test_fraction: float = Field(0.15, gt=0.0, lt=0.5)
+
+
+class AugmentConfig(_Strict):
+    """Random training augmentation (MONAI); flips are reused for test-time augmentation."""
+
+    flip_horizontal: bool = True
+    flip_vertical: bool = False
+    rotate_degrees: float = Field(15.0, ge=0.0, le=180.0)
+    zoom: float = Field(0.1, ge=0.0, lt=1.0)
+    translate: float = Field(0.0, ge=0.0, lt=0.5)
+    affine_probability: float = Field(0.5, ge=0.0, le=1.0)
+    intensity: float = Field(0.1, ge=0.0, lt=1.0)
+    noise_std: float = Field(0.0, ge=0.0)
+
+
+class EngineSettings(_Strict):
+    """Optimiser, schedule, early stopping and hardware settings of the torch training engine."""
+
+    epochs: int = Field(60, ge=1)
+    batch_size: int = Field(64, ge=1)
+    learning_rate: float = Field(1e-3, gt=0.0)
+    weight_decay: float = Field(1e-4, ge=0.0)
+    warmup_epochs: int = Field(3, ge=0)
+    patience: int | None = Field(20, ge=1)
+    class_balance: Literal["none", "weights", "sampler"] = "weights"
+    label_smoothing: float = Field(0.0, ge=0.0, lt=1.0)
+    grad_clip: float | None = Field(None, gt=0.0)
+    amp: Literal["auto", "on", "off"] = "auto"
+    device: str = "auto"
+    num_workers: int = Field(0, ge=0)
+    tta: bool = True
+
+
+class ImageModelConfig(_Strict):
+    """A registered image model, its parameters and optional local pretrained weights."""
+
+    name: str = "resnet18_28"
+    params: dict[str, Any] = Field(default_factory=dict)
+    weights: Path | None = None
+
+
+class ImageEvaluationConfig(_Strict):
+    """Bootstrap and explanation settings for the held-out test evaluation."""
+
+    n_bootstrap: int = Field(1000, ge=100)
+    gradcam_cases: int = Field(8, ge=0, le=64)
+
+
+class ImageTrainConfig(_RunConfig):
+    """An image-classification run: data, augmentation, model, engine and evaluation."""
+
+    task: Literal["image-classification"] = "image-classification"
+    data: ImageDataConfig = Field(default_factory=ImageDataConfig)
+    augment: AugmentConfig = Field(default_factory=AugmentConfig)
+    model: ImageModelConfig = Field(default_factory=ImageModelConfig)
+    engine: EngineSettings = Field(default_factory=EngineSettings)
+    evaluation: ImageEvaluationConfig = Field(default_factory=ImageEvaluationConfig)
+
+
+AnyConfig = TrainConfig | ImageTrainConfig
+TASK_CONFIGS: dict[str, type[_Strict]] = {
+    "tabular-classification": TrainConfig,
+    "image-classification": ImageTrainConfig,
+}
+
+
+def load_config(path: str | Path) -> AnyConfig:
     """Read a YAML config; errors name the file and the offending key."""
     path = Path(path)
     if not path.exists():
@@ -104,15 +184,20 @@ def load_config(path: str | Path) -> TrainConfig:
             f"{path}: the top level must be a mapping of keys, got {type(raw).__name__}."
         )
     config = parse_config(raw, source=str(path))
-    if config.data.path is not None and not config.data.path.is_absolute():
-        config.data.path = (path.parent / config.data.path).resolve()
+    data_path = config.data.path
+    if data_path is not None and ":" not in str(data_path) and not Path(data_path).is_absolute():
+        resolved = (path.parent / data_path).resolve()
+        config.data.path = resolved if isinstance(data_path, Path) else str(resolved)
     return config
 
 
-def parse_config(raw: dict[str, Any], *, source: str = "config") -> TrainConfig:
-    """Validate a mapping into a :class:`TrainConfig`, reporting the first problem in one line."""
+def parse_config(raw: dict[str, Any], *, source: str = "config") -> AnyConfig:
+    """Validate a mapping into the config class of its ``task``, reporting problems in one line."""
+    task = raw.get("task", "tabular-classification")
+    if task not in TASK_CONFIGS:
+        raise ConfigError(f"{source}: unknown task '{task}'; choose one of {sorted(TASK_CONFIGS)}.")
     try:
-        return TrainConfig.model_validate(raw)
+        return TASK_CONFIGS[task].model_validate(raw)  # type: ignore[return-value]
     except ValidationError as exc:
         raise ConfigError(f"{source}: {format_validation_error(exc)}") from exc
 
@@ -129,6 +214,6 @@ def format_validation_error(exc: ValidationError) -> str:
     return "; ".join(parts)
 
 
-def dump_config(config: TrainConfig) -> str:
+def dump_config(config: AnyConfig) -> str:
     """The resolved config as YAML, as written into every run folder."""
     return yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False)

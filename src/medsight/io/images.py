@@ -1,0 +1,327 @@
+"""Labelled image sets from class folders, CSV manifests and MedMNIST ``.npz`` files.
+
+Every reader returns :class:`ImageSet`: float32 arrays ``(N, C, H, W)`` scaled to [0, 1], integer
+labels and the class names. Decoding is delegated to Pillow (PNG, JPEG, TIFF, BMP), pydicom
+(:mod:`medsight.io.dicom`) and nibabel (:mod:`medsight.io.nifti`); resizing to MONAI's ``Resize``.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from medsight.errors import DataError
+
+PIL_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".gif"})
+DICOM_SUFFIXES = frozenset({".dcm", ".dicom"})
+NIFTI_SUFFIXES = (".nii", ".nii.gz")
+SPLITS = ("train", "val", "test")
+
+
+@dataclass
+class ImageSet:
+    """Images ``(N, C, H, W)`` in [0, 1], labels ``(N,)`` indexing ``class_names``."""
+
+    images: np.ndarray
+    labels: np.ndarray
+    class_names: list[str]
+    sources: list[str] = field(default_factory=list)
+    patient_ids: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        self.images = np.ascontiguousarray(self.images, dtype=np.float32)
+        self.labels = np.asarray(self.labels, dtype=np.int64)
+        if self.images.ndim != 4:
+            raise DataError(f"images must be (N, C, H, W); got shape {self.images.shape}.")
+        if len(self.images) != len(self.labels):
+            raise DataError(f"{len(self.images)} images but {len(self.labels)} labels.")
+        if not self.sources:
+            self.sources = [f"#{i}" for i in range(len(self.labels))]
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    @property
+    def channels(self) -> int:
+        return int(self.images.shape[1])
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        return tuple(int(s) for s in self.images.shape[1:])  # type: ignore[return-value]
+
+    def subset(self, index: np.ndarray) -> ImageSet:
+        """The rows at ``index`` (same class names)."""
+        return ImageSet(
+            self.images[index],
+            self.labels[index],
+            list(self.class_names),
+            [self.sources[i] for i in index],
+            None if self.patient_ids is None else self.patient_ids[index],
+        )
+
+    def class_counts(self) -> dict[str, int]:
+        counts = np.bincount(self.labels, minlength=len(self.class_names))
+        return {name: int(n) for name, n in zip(self.class_names, counts, strict=True)}
+
+
+# --------------------------------------------------------------------------------------- files
+
+
+def read_image_file(path: str | Path) -> np.ndarray:
+    """One image file as float32 ``(C, H, W)`` in [0, 1]; the format is taken from the suffix."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: image file not found.")
+    name = path.name.lower()
+    if name.endswith(NIFTI_SUFFIXES):
+        return _read_nifti_middle_slice(path)
+    if path.suffix.lower() in DICOM_SUFFIXES or _has_dicom_preamble(path):
+        return _read_dicom_first_frame(path)
+    return _read_pil(path)
+
+
+def _read_pil(path: Path) -> np.ndarray:
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as image:
+            image.load()
+            return pil_to_array(image)
+    except UnidentifiedImageError as exc:
+        raise DataError(
+            f"{path}: not an image file Pillow can read (PNG, JPEG, TIFF ...)."
+        ) from exc
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise DataError(f"{path}: the image is damaged or truncated ({exc}).") from exc
+
+
+def pil_to_array(image) -> np.ndarray:
+    """A Pillow image as float32 ``(C, H, W)`` in [0, 1]: grey keeps 1 channel, colour is RGB."""
+    if image.mode in ("I;16", "I;16B", "I;16L", "I"):
+        pixels = np.asarray(image, dtype=np.float64)
+        top = 65535.0 if image.mode.startswith("I;16") else max(float(pixels.max()), 1.0)
+        return (pixels / top).astype(np.float32)[None]
+    if image.mode == "F":
+        return _min_max(np.asarray(image, dtype=np.float32))[None]
+    if image.mode in ("1", "L", "LA", "P") and _is_grey_palette(image):
+        return (np.asarray(image.convert("L"), dtype=np.float32) / 255.0)[None]
+    rgb = np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0
+    return np.moveaxis(rgb, -1, 0)
+
+
+def _is_grey_palette(image) -> bool:
+    if image.mode != "P":
+        return True
+    palette = np.asarray(image.convert("RGB"), dtype=np.int16)
+    return bool(
+        np.all(palette[..., 0] == palette[..., 1]) and np.all(palette[..., 1] == palette[..., 2])
+    )
+
+
+def _has_dicom_preamble(path: Path) -> bool:
+    with path.open("rb") as handle:
+        head = handle.read(132)
+    return len(head) == 132 and head[128:132] == b"DICM"
+
+
+def _read_dicom_first_frame(path: Path) -> np.ndarray:
+    from medsight.io.dicom import read_dicom
+
+    pixels = read_dicom(path).pixels[0]  # (H, W) or (H, W, 3), VOI/window applied
+    pixels = _min_max(pixels)
+    return np.moveaxis(pixels, -1, 0) if pixels.ndim == 3 else pixels[None]
+
+
+def _read_nifti_middle_slice(path: Path) -> np.ndarray:
+    from medsight.io.nifti import nifti_slices
+
+    slices = nifti_slices(path)
+    return _min_max(slices[len(slices) // 2])[None]
+
+
+def _min_max(pixels: np.ndarray) -> np.ndarray:
+    pixels = np.asarray(pixels, dtype=np.float32)
+    low, high = float(np.min(pixels)), float(np.max(pixels))
+    if high <= low:
+        return np.zeros_like(pixels)
+    return (pixels - low) / (high - low)
+
+
+# --------------------------------------------------------------------------------------- sets
+
+
+def read_image_folder(root: str | Path, *, size: int | None = None) -> ImageSet:
+    """A folder with one subfolder per class (the subfolder name is the class name)."""
+    root = Path(root)
+    if not root.is_dir():
+        raise DataError(f"{root}: folder not found.")
+    class_dirs = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    if not class_dirs:
+        raise DataError(
+            f"{root}: no class subfolders. Put each class's images in its own subfolder "
+            "(e.g. normal/, pneumonia/) or pass a CSV with path,label columns."
+        )
+    paths: list[Path] = []
+    labels: list[str] = []
+    for class_dir in class_dirs:
+        files = sorted(p for p in class_dir.rglob("*") if p.is_file() and _is_image_name(p))
+        if not files:
+            raise DataError(
+                f"{class_dir}: class folder '{class_dir.name}' holds no image files "
+                f"(looked for {', '.join(sorted(PIL_SUFFIXES | DICOM_SUFFIXES))}, .nii[.gz])."
+            )
+        paths.extend(files)
+        labels.extend([class_dir.name] * len(files))
+    return _build_set(paths, labels, None, size=size, origin=str(root))
+
+
+def read_image_csv(csv_path: str | Path, *, size: int | None = None) -> ImageSet:
+    """A CSV of ``path,label[,patient_id]``; relative paths are relative to the CSV's folder."""
+    csv_path = Path(csv_path)
+    try:
+        frame = pd.read_csv(csv_path, dtype=str, keep_default_na=False)
+    except (OSError, pd.errors.ParserError, UnicodeDecodeError) as exc:
+        raise DataError(f"{csv_path}: cannot read the CSV ({exc}).") from exc
+    missing = {"path", "label"} - set(frame.columns)
+    if missing:
+        raise DataError(
+            f"{csv_path}: needs columns path,label[,patient_id]; missing {sorted(missing)} "
+            f"(found {list(frame.columns)})."
+        )
+    if frame.empty:
+        raise DataError(f"{csv_path}: the CSV has no rows.")
+    blank = frame.index[(frame["path"] == "") | (frame["label"] == "")]
+    if len(blank):
+        raise DataError(f"{csv_path}: empty path or label on data row(s) {list(blank[:5] + 1)}.")
+    paths = [_resolve(csv_path.parent, p) for p in frame["path"]]
+    patients = frame["patient_id"].to_numpy() if "patient_id" in frame else None
+    return _build_set(paths, list(frame["label"]), patients, size=size, origin=str(csv_path))
+
+
+def _is_image_name(path: Path) -> bool:
+    name = path.name.lower()
+    return (
+        path.suffix.lower() in PIL_SUFFIXES | DICOM_SUFFIXES
+        or name.endswith(NIFTI_SUFFIXES)
+        or (path.suffix == "" and _has_dicom_preamble(path))
+    )
+
+
+def _resolve(base: Path, value: str) -> Path:
+    path = Path(value)
+    return path if path.is_absolute() else base / path
+
+
+def _build_set(
+    paths: Sequence[Path],
+    label_names: Sequence[str],
+    patient_ids: np.ndarray | None,
+    *,
+    size: int | None,
+    origin: str,
+) -> ImageSet:
+    class_names = sorted(set(label_names))
+    if len(class_names) < 2:
+        raise DataError(
+            f"{origin}: only one class ({class_names[0]!r}) found; a classifier needs at least two."
+        )
+    images = [read_image_file(p) for p in paths]
+    images = _unify_channels(images)
+    if size is not None:
+        images = [resize_image(image, size) for image in images]
+    _check_same_size(images, paths, origin)
+    index = {name: i for i, name in enumerate(class_names)}
+    labels = np.array([index[name] for name in label_names], dtype=np.int64)
+    return ImageSet(np.stack(images), labels, class_names, [str(p) for p in paths], patient_ids)
+
+
+def _unify_channels(images: list[np.ndarray]) -> list[np.ndarray]:
+    """Grey images are repeated to RGB when any image of the set is in colour."""
+    if all(image.shape[0] == 1 for image in images):
+        return images
+    return [np.repeat(image, 3, axis=0) if image.shape[0] == 1 else image for image in images]
+
+
+def resize_image(image: np.ndarray, size: int) -> np.ndarray:
+    """Resize ``(C, H, W)`` to ``(C, size, size)`` with MONAI (area to shrink, else bilinear)."""
+    from monai.transforms import Resize
+
+    if image.shape[1:] == (size, size):
+        return image
+    mode = "area" if min(image.shape[1:]) >= size else "bilinear"
+    resized = Resize((size, size), mode=mode)(image)
+    return np.asarray(resized, dtype=np.float32).clip(0.0, 1.0)
+
+
+def _check_same_size(images: list[np.ndarray], paths: Sequence[Path], origin: str) -> None:
+    shapes = Counter(image.shape[1:] for image in images)
+    if len(shapes) == 1:
+        return
+    (common, _), *_ = shapes.most_common()
+    odd = [str(p) for p, image in zip(paths, images, strict=True) if image.shape[1:] != common]
+    described = ", ".join(f"{h}x{w} ({n} images)" for (h, w), n in shapes.most_common(4))
+    raise DataError(
+        f"{origin}: images have different sizes: {described}; e.g. {odd[0]}. Set "
+        "data.image_size (or --image-size) to resize them all to one size."
+    )
+
+
+def read_medmnist_npz(
+    path: str | Path, *, class_names: Sequence[str] | None = None
+) -> dict[str, ImageSet]:
+    """A MedMNIST-style ``.npz`` (``{train,val,test}_images``/``_labels``): a set per split."""
+    path = Path(path)
+    try:
+        archive = np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as exc:
+        raise DataError(f"{path}: not a readable .npz archive ({exc}).") from exc
+    with archive:
+        keys = set(archive.files)
+        splits = [s for s in SPLITS if f"{s}_images" in keys and f"{s}_labels" in keys]
+        if "train" not in splits:
+            raise DataError(
+                f"{path}: expected MedMNIST keys train_images/train_labels "
+                f"(and val_*, test_*); found {sorted(keys)}."
+            )
+        raw = {s: (archive[f"{s}_images"], archive[f"{s}_labels"]) for s in splits}
+    n_classes = 1 + max(int(labels.max()) for _, labels in raw.values())
+    names = list(class_names) if class_names is not None else [str(i) for i in range(n_classes)]
+    if len(names) < n_classes:
+        raise DataError(
+            f"{path}: labels go up to {n_classes - 1} but {len(names)} class names given."
+        )
+    return {
+        split: ImageSet(
+            _npz_images(images, path, split),
+            _npz_labels(labels, path, split),
+            names,
+            [f"{path.name}:{split}[{i}]" for i in range(len(labels))],
+        )
+        for split, (images, labels) in raw.items()
+    }
+
+
+def _npz_images(images: np.ndarray, path: Path, split: str) -> np.ndarray:
+    if images.ndim == 3:
+        images = images[:, None]
+    elif images.ndim == 4 and images.shape[-1] in (1, 3):
+        images = np.moveaxis(images, -1, 1)
+    else:
+        raise DataError(f"{path}: {split}_images has shape {images.shape}; expected (N,H,W[,C]).")
+    scale = 255.0 if images.dtype == np.uint8 else 1.0
+    return images.astype(np.float32) / scale
+
+
+def _npz_labels(labels: np.ndarray, path: Path, split: str) -> np.ndarray:
+    labels = np.asarray(labels)
+    if labels.ndim == 2 and labels.shape[1] > 1:
+        raise DataError(
+            f"{path}: {split}_labels has {labels.shape[1]} columns (multi-label, e.g. ChestMNIST); "
+            "medsight trains single-label classifiers only."
+        )
+    return labels.reshape(-1).astype(np.int64)

@@ -1,0 +1,161 @@
+"""Resolve an image data spec to train / validation / test sets.
+
+``data.path`` may be ``medmnist:NAME``, a MedMNIST-style ``.npz`` (its official splits are kept),
+``phantom`` (generated, offline), a folder with one subfolder per class, or a
+``path,label[,patient_id]`` CSV. Sets without official splits are split here, stratified by
+class and grouped by patient.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
+
+from medsight.config import ImageDataConfig
+from medsight.data.phantom import make_phantom_splits
+from medsight.errors import ConfigError, DataError
+from medsight.io.images import (
+    ImageSet,
+    read_image_csv,
+    read_image_folder,
+    read_medmnist_npz,
+    resize_image,
+)
+from medsight.io.medmnist import PREFIX, load_medmnist
+from medsight.io.medmnist_catalog import MEDMNIST_2D
+
+PHANTOM = "phantom"
+
+
+@dataclass
+class ImageSplits:
+    """The three sets of a run and where they came from."""
+
+    train: ImageSet
+    val: ImageSet
+    test: ImageSet
+    source: str
+    official_splits: bool
+
+    @property
+    def class_names(self) -> list[str]:
+        return self.train.class_names
+
+    def items(self) -> list[tuple[str, ImageSet]]:
+        return [("train", self.train), ("val", self.val), ("test", self.test)]
+
+
+def load_image_splits(config: ImageDataConfig, *, seed: int = 0) -> ImageSplits:
+    """Read the data named by ``config.path`` and return resized, checked splits."""
+    if not config.path:
+        raise ConfigError(
+            "no image data given: set data.path (or --data) to a .npz, medmnist:NAME, "
+            "a class-folder tree, a path,label CSV, or 'phantom'."
+        )
+    spec = str(config.path)
+    official, source = _read_source(spec, config, seed)
+    if official is not None:
+        splits = ImageSplits(official["train"], official["val"], official["test"], source, True)
+    else:
+        splits = _split(_read_unsplit(spec, config), config, seed, source)
+    if config.image_size is not None:
+        for _, image_set in splits.items():
+            image_set.images = np.stack(
+                [resize_image(i, config.image_size) for i in image_set.images]
+            )
+    check_splits(splits)
+    return splits
+
+
+def _read_source(
+    spec: str, config: ImageDataConfig, seed: int
+) -> tuple[dict[str, ImageSet] | None, str]:
+    if spec == PHANTOM:
+        return make_phantom_splits(size=config.image_size or 28, seed=seed), "generated phantom"
+    if spec.lower().startswith(PREFIX):
+        return load_medmnist(spec), spec.lower()
+    path = Path(spec)
+    if path.suffix.lower() == ".npz":
+        known = MEDMNIST_2D.get(path.stem.lower())
+        names = known.class_names if known else None
+        sets = read_medmnist_npz(path, class_names=names)
+        missing = {"val", "test"} - set(sets)
+        if missing:
+            raise DataError(
+                f"{path}: has no {'/'.join(sorted(missing))} split (keys *_images, *_labels)."
+            )
+        return sets, str(path)
+    if not path.exists():
+        raise DataError(f"{path}: not found (expected a folder, a .csv or a .npz).")
+    return None, str(path)
+
+
+def _read_unsplit(spec: str, config: ImageDataConfig) -> ImageSet:
+    path = Path(spec)
+    if path.is_dir():
+        return read_image_folder(path, size=config.image_size)
+    if path.suffix.lower() == ".csv":
+        return read_image_csv(path, size=config.image_size)
+    raise DataError(f"{path}: unsupported data source; use a folder, a .csv or a .npz.")
+
+
+def _split(data: ImageSet, config: ImageDataConfig, seed: int, source: str) -> ImageSplits:
+    """Stratified (and patient-grouped) test, then validation, parts of ``data``."""
+    rest, test = _holdout(data.labels, data.patient_ids, config.test_fraction, seed)
+    val_share = config.val_fraction / (1.0 - config.test_fraction)
+    groups = None if data.patient_ids is None else data.patient_ids[rest]
+    train_in_rest, val_in_rest = _holdout(data.labels[rest], groups, val_share, seed + 1)
+    return ImageSplits(
+        data.subset(rest[train_in_rest]),
+        data.subset(rest[val_in_rest]),
+        data.subset(test),
+        source,
+        False,
+    )
+
+
+def _holdout(
+    labels: np.ndarray, groups: np.ndarray | None, fraction: float, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """One fold of a stratified (grouped) k-fold with k = round(1 / fraction)."""
+    folds = max(2, round(1.0 / fraction))
+    smallest = int(np.bincount(labels).min())
+    if smallest < folds:
+        raise DataError(
+            f"a class has only {smallest} images; at least {folds} per class are needed to hold "
+            f"out "
+            f"{fraction:.0%} stratified by class. Add images or give official splits (.npz)."
+        )
+    if groups is None:
+        splitter = StratifiedKFold(folds, shuffle=True, random_state=seed)
+        keep, held = next(splitter.split(np.zeros(len(labels)), labels))
+    else:
+        splitter = StratifiedGroupKFold(folds, shuffle=True, random_state=seed)
+        keep, held = next(splitter.split(np.zeros(len(labels)), labels, groups))
+    return keep, held
+
+
+def check_splits(splits: ImageSplits) -> None:
+    """Two or more classes to learn, every split non-empty, one image shape, finite pixels."""
+    n_classes = len(splits.class_names)
+    present = np.unique(splits.train.labels)
+    if len(present) < 2:
+        raise DataError(
+            f"{splits.source}: the training split has a single class "
+            f"({splits.class_names[int(present[0])]!r}); a classifier needs at least two."
+        )
+    shapes = {name: s.image_shape for name, s in splits.items()}
+    for name, image_set in splits.items():
+        if len(image_set) == 0:
+            raise DataError(f"{splits.source}: the {name} split is empty.")
+        if not np.isfinite(image_set.images).all():
+            raise DataError(f"{splits.source}: the {name} split has non-finite pixel values.")
+        if image_set.labels.max() >= n_classes:
+            raise DataError(f"{splits.source}: {name} has labels beyond the {n_classes} classes.")
+    if len(set(shapes.values())) > 1:
+        raise DataError(
+            f"{splits.source}: splits have different image shapes {shapes}; set data.image_size."
+        )
