@@ -11,7 +11,6 @@ Layout::
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +21,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
+from medsight.bundle.checksum import sha256_file
 from medsight.data.schema import TableSchema, validate_frame
 from medsight.errors import BundleError
 from medsight.explain.tabular import explain_pipeline
@@ -71,7 +71,7 @@ class TabularBundle:
                 "class_weight": self.model.class_weight,
                 "tuned_params": self.model.params,
                 "feature_sources": self.sources,
-                "model_sha256": _sha256(staging / "model.joblib"),
+                "model_sha256": sha256_file(staging / "model.joblib"),
             }
             (staging / "bundle.json").write_text(json.dumps(metadata, indent=2, default=str))
             if self.model_card:
@@ -93,7 +93,7 @@ class TabularBundle:
                 f"{path}: bundle is task {metadata.get('task')!r}, format "
                 f"{metadata.get('format')!r}; this version reads {TASK!r} format {BUNDLE_FORMAT}."
             )
-        if _sha256(path / "model.joblib") != metadata.get("model_sha256"):
+        if sha256_file(path / "model.joblib") != metadata.get("model_sha256"):
             raise BundleError(f"{path}: model.joblib does not match its recorded checksum.")
         schema = TableSchema.model_validate(yaml.safe_load((path / "schema.yaml").read_text()))
         card = path / "model_card.md"
@@ -137,11 +137,3 @@ class TabularBundle:
                 ]
             results.append(result)
         return results
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()

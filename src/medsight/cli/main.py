@@ -14,7 +14,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from medsight.errors import MedsightError
+from medsight.errors import ConfigError, MedsightError
 
 app = typer.Typer(
     name="medsight",
@@ -64,7 +64,16 @@ def data_check(
 @app.command()
 def train(
     config: Annotated[Path | None, typer.Option("--config", "-c", help="YAML run config.")] = None,
-    data: Annotated[Path | None, typer.Option(help="CSV or Parquet table.")] = None,
+    data: Annotated[
+        str | None,
+        typer.Option(
+            help="CSV/Parquet table; or images: .npz, medmnist:NAME, class folders, "
+            "path,label CSV with --task image, or 'phantom'."
+        ),
+    ] = None,
+    task: Annotated[
+        str | None, typer.Option(help="tabular or image (inferred from --data when omitted).")
+    ] = None,
     target: Annotated[str | None, typer.Option(help="Target column.")] = None,
     patient_id: Annotated[str | None, typer.Option(help="Patient id column (CV groups).")] = None,
     positive_class: Annotated[
@@ -82,10 +91,44 @@ def train(
     seed: Annotated[int | None, typer.Option(help="Random seed.")] = None,
     name: Annotated[str | None, typer.Option(help="Run name.")] = None,
     output: Annotated[Path | None, typer.Option(help="Folder for run folders.")] = None,
+    image_size: Annotated[int | None, typer.Option(help="Images: resize to N x N.")] = None,
+    epochs: Annotated[int | None, typer.Option(help="Images: maximum epochs.")] = None,
+    resume: Annotated[
+        bool, typer.Option(help="Images: continue an interrupted run from its checkpoint.")
+    ] = False,
 ) -> None:
-    """Cross-validate, fit the final model, write the bundle and the HTML report."""
-    from medsight.cli.render import print_run
-    from medsight.cli.runner import resolve_train_config, train_with_progress
+    """Train, evaluate with confidence intervals, write the bundle and the HTML report.
+
+    Tables are cross-validated; images are trained on train, early-stopped on val, tested once.
+    """
+    from medsight.cli.render import print_image_run, print_run
+    from medsight.cli.runner import (
+        IMAGE_TASK,
+        looks_like_image_data,
+        resolve_train_config,
+        run_image_with_progress,
+        train_with_progress,
+    )
+
+    task_name = {"image": IMAGE_TASK, "tabular": "tabular-classification", None: None}.get(task)
+    if task is not None and task_name is None:
+        raise ConfigError(f"--task must be 'tabular' or 'image', got '{task}'.")
+    if task_name is None and config is None and looks_like_image_data(data):
+        task_name = IMAGE_TASK
+    if task_name == IMAGE_TASK or (config is not None and _config_task(config) == IMAGE_TASK):
+        image_overrides = {
+            "data.path": data,
+            "data.positive_class": positive_class,
+            "data.image_size": image_size,
+            "model.name": model,
+            "engine.epochs": epochs,
+            "seed": seed,
+            "name": name,
+            "output_dir": output,
+        }
+        image_config = resolve_train_config(config, image_overrides, task=IMAGE_TASK)
+        print_image_run(console, run_image_with_progress(console, image_config, resume=resume))
+        return
 
     overrides = {
         "data.path": data,
@@ -101,9 +144,15 @@ def train(
         "name": name,
         "output_dir": output,
     }
-    run_config = resolve_train_config(config, overrides)
+    run_config = resolve_train_config(config, overrides, task=task_name)
     result = train_with_progress(console, run_config)
     print_run(console, result)
+
+
+def _config_task(path: Path) -> str:
+    from medsight.config import load_config
+
+    return load_config(path).task
 
 
 @app.command()
@@ -130,20 +179,35 @@ def evaluate(
 @app.command()
 def predict(
     bundle: Annotated[Path, typer.Argument(help="A bundle folder (or a run folder).")],
-    input: Annotated[Path, typer.Argument(help="CSV or Parquet table of patients.")],
+    inputs: Annotated[
+        list[Path],
+        typer.Argument(help="A CSV/Parquet table, or image files / folders for image bundles."),
+    ],
     output: Annotated[Path | None, typer.Option(help="Write results as .json or .csv.")] = None,
-    explain: Annotated[bool, typer.Option(help="Add top SHAP contributions.")] = True,
+    explain: Annotated[bool, typer.Option(help="Add SHAP contributions / Grad-CAM.")] = True,
     top: Annotated[int, typer.Option(help="Contributions per patient.")] = 5,
+    gradcam_dir: Annotated[
+        Path | None, typer.Option(help="Images: folder for Grad-CAM overlay PNGs.")
+    ] = None,
 ) -> None:
-    """Predict each row, with probability, label and the columns that drove it."""
-    from medsight.cli.render import print_predictions
-    from medsight.io.tabular import read_table
-    from medsight.tasks.external import load_bundle, write_predictions
+    """Predict each row or image: label, probability and what drove it."""
+    from medsight.cli.render import print_image_predictions, print_predictions
+    from medsight.tasks.external import bundle_task, load_bundle, write_predictions
 
-    loaded = load_bundle(bundle)
-    frame = read_table(input)
-    results = loaded.predict(frame, explain=explain, top_k=top, where=str(input))
-    print_predictions(console, results)
+    if bundle_task(bundle) == "image-classification":
+        from medsight.tasks.image_predict import predict_images
+
+        results = predict_images(bundle, inputs, gradcam_dir=gradcam_dir if explain else None)
+        print_image_predictions(console, results)
+    else:
+        from medsight.io.tabular import read_table
+
+        if len(inputs) != 1:
+            raise ConfigError("a tabular bundle predicts one table at a time; give one file.")
+        loaded = load_bundle(bundle)
+        frame = read_table(inputs[0])
+        results = loaded.predict(frame, explain=explain, top_k=top, where=str(inputs[0]))
+        print_predictions(console, results)
     if output:
         write_predictions(results, output)
         console.print(f"Predictions: {output}")

@@ -73,6 +73,25 @@ def print_run(console: Console, result: Any) -> None:
     console.print(f"Report: [bold]{result.report_path}[/bold]")
 
 
+def print_image_run(console: Console, result: Any) -> None:
+    print_metrics(console, result.metrics, f"Test-split metrics: {result.run_dir.name}")
+    console.print(f"Bundle: [bold]{result.bundle_path}[/bold]")
+    console.print(f"Report: [bold]{result.report_path}[/bold]")
+
+
+def print_image_predictions(console: Console, results: list[dict[str, Any]]) -> None:
+    table = Table("image", "prediction", "probability", "Grad-CAM", "warnings", title="Predictions")
+    for item in results:
+        table.add_row(
+            Path(item["source"]).name,
+            str(item["prediction"]),
+            f"{item['probability']:.3f}",
+            str(item.get("gradcam") or "-"),
+            "; ".join(item["warnings"]) or "-",
+        )
+    console.print(table)
+
+
 def print_predictions(console: Console, results: list[dict[str, Any]]) -> None:
     table = Table(
         "row", "prediction", "probability", "top contributions", "imputed", title="Predictions"

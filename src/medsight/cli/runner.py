@@ -8,13 +8,32 @@ from typing import Any
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from medsight.config import TrainConfig, load_config, parse_config
+from medsight.config import AnyConfig, ImageTrainConfig, TrainConfig, load_config, parse_config
 from medsight.tasks.tabular import TabularRunResult, run_tabular
 
+IMAGE_TASK = "image-classification"
 
-def resolve_train_config(config_path: Path | None, overrides: dict[str, Any]) -> TrainConfig:
+
+def looks_like_image_data(data: Path | str | None) -> bool:
+    """True for data that only the image task reads: .npz, medmnist:NAME, phantom, folders."""
+    if data is None:
+        return False
+    text = str(data)
+    return (
+        text.lower().startswith("medmnist:")
+        or text == "phantom"
+        or text.lower().endswith(".npz")
+        or Path(text).is_dir()
+    )
+
+
+def resolve_train_config(
+    config_path: Path | None, overrides: dict[str, Any], *, task: str | None = None
+) -> AnyConfig:
     """The YAML config (or defaults) with every non-None ``section.key`` flag applied on top."""
     raw = load_config(config_path).model_dump() if config_path else {}
+    if task is not None:
+        raw["task"] = task
     for dotted, value in overrides.items():
         if value is None:
             continue
@@ -24,6 +43,17 @@ def resolve_train_config(config_path: Path | None, overrides: dict[str, Any]) ->
             node = node.setdefault(parent, {})
         node[key] = value
     return parse_config(raw, source=str(config_path) if config_path else "command-line flags")
+
+
+def run_image_with_progress(
+    console: Console, config: ImageTrainConfig, *, resume: bool = False
+) -> Any:
+    """Run the image task; the engine draws its own per-epoch progress bar."""
+    from medsight.tasks.image import run_image
+
+    return run_image(
+        config, resume=resume, stage=lambda message: console.print(f"[dim]•[/dim] {message}")
+    )
 
 
 def train_with_progress(console: Console, config: TrainConfig) -> TabularRunResult:

@@ -169,7 +169,7 @@ def read_image_folder(root: str | Path, *, size: int | None = None) -> ImageSet:
     paths: list[Path] = []
     labels: list[str] = []
     for class_dir in class_dirs:
-        files = sorted(p for p in class_dir.rglob("*") if p.is_file() and _is_image_name(p))
+        files = sorted(p for p in class_dir.rglob("*") if p.is_file() and is_image_name(p))
         if not files:
             raise DataError(
                 f"{class_dir}: class folder '{class_dir.name}' holds no image files "
@@ -203,7 +203,7 @@ def read_image_csv(csv_path: str | Path, *, size: int | None = None) -> ImageSet
     return _build_set(paths, list(frame["label"]), patients, size=size, origin=str(csv_path))
 
 
-def _is_image_name(path: Path) -> bool:
+def is_image_name(path: Path) -> bool:
     name = path.name.lower()
     return (
         path.suffix.lower() in PIL_SUFFIXES | DICOM_SUFFIXES

@@ -18,7 +18,7 @@ from medsight.evaluate.bootstrap import Estimate, binary_metrics_with_ci
 from medsight.evaluate.plots import plot_calibration, plot_confusion_matrix, plot_roc
 from medsight.evaluate.report import Report
 from medsight.io.tabular import read_table
-from medsight.runs import staged_directory
+from medsight.runs import staged_directory, write_text_atomic
 
 
 @dataclass
@@ -39,8 +39,17 @@ def bundle_path(path: str | Path) -> Path:
     raise BundleError(f"{path}: neither a bundle nor a run folder with a bundle/ inside.")
 
 
+def bundle_task(path: str | Path) -> str:
+    """The task recorded in a bundle's ``bundle.json``."""
+    folder = bundle_path(path)
+    try:
+        return str(json.loads((folder / "bundle.json").read_text()).get("task", ""))
+    except json.JSONDecodeError as exc:
+        raise BundleError(f"{folder}/bundle.json is not valid JSON ({exc}).") from exc
+
+
 def load_bundle(path: str | Path) -> TabularBundle:
-    """Load the bundle at ``path`` (a bundle folder or a run folder)."""
+    """Load the tabular bundle at ``path`` (a bundle folder or a run folder)."""
     return TabularBundle.load(bundle_path(path))
 
 
@@ -51,6 +60,8 @@ def load_run_metrics(run: str | Path) -> tuple[dict[str, Estimate], str]:
     if not path.exists():
         raise BundleError(f"{run}: no metrics.json; is this a finished medsight run folder?")
     document = json.loads(path.read_text())
+    if "model" not in document:  # image runs: held-out test metrics at the top level
+        return {k: Estimate(**v) for k, v in document.items()}, f"Test-split metrics: {run.name}"
     metrics = {k: Estimate(**v) for k, v in document["model"].items()}
     return metrics, f"Cross-validated metrics: {run.name}"
 
@@ -104,21 +115,27 @@ def external_validation(
 
 
 def write_predictions(results: list[dict[str, Any]], path: str | Path) -> Path:
-    """Predictions as JSON (full, with contributions) or CSV (one row per patient)."""
+    """Predictions as JSON (full) or CSV (one row per case; lists joined, mappings spread)."""
     path = Path(path)
     if path.suffix.lower() == ".json":
-        path.write_text(json.dumps(results, indent=2))
+        text = json.dumps(results, indent=2)
     elif path.suffix.lower() == ".csv":
-        flat = [
-            {k: v for k, v in item.items() if k != "contributions"}
-            | {"imputed": ";".join(item["imputed"])}
-            | {
-                f"top{i + 1}": f"{c['feature']}={c['value']} ({c['shap']:+.4f})"
-                for i, c in enumerate(item.get("contributions", []))
-            }
-            for item in results
-        ]
-        pd.DataFrame(flat).to_csv(path, index=False)
+        text = pd.DataFrame([_flat_row(item) for item in results]).to_csv(index=False)
     else:
         raise DataError(f"{path}: write predictions to a .json or .csv file.")
-    return path
+    return write_text_atomic(path, text)
+
+
+def _flat_row(item: dict[str, Any]) -> dict[str, Any]:
+    row: dict[str, Any] = {}
+    for key, value in item.items():
+        if key == "contributions":
+            for i, c in enumerate(value):
+                row[f"top{i + 1}"] = f"{c['feature']}={c['value']} ({c['shap']:+.4f})"
+        elif isinstance(value, dict):
+            row.update({f"{key}_{k}": v for k, v in value.items()})
+        elif isinstance(value, list):
+            row[key] = ";".join(str(v) for v in value)
+        else:
+            row[key] = value
+    return row

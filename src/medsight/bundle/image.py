@@ -1,0 +1,227 @@
+"""Image model bundle: an ONNX graph for prediction plus the torch weights for Grad-CAM.
+
+Layout::
+
+    bundle.json    classes, input shape, model name and parameters, metrics, checksums, versions
+    model.onnx     the deployed graph (standardisation + network), dynamic batch, for ONNX Runtime
+    weights.pt     the torch state dict (tensors only, loaded with weights_only=True) for Grad-CAM
+    model_card.md  generated model card
+
+Prediction takes images in [0, 1] of the bundle's shape; :meth:`ImageBundle.prepare` resizes and
+converts channels, and says when an input looks unlike the training images.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from medsight.bundle.checksum import sha256_file
+from medsight.errors import BundleError, DataError
+from medsight.io.images import read_image_file, resize_image
+from medsight.runs import staged_directory
+from medsight.transforms.image import TTA_AXES
+
+BUNDLE_FORMAT = 1
+TASK = "image-classification"
+FILES = ("bundle.json", "model.onnx", "weights.pt")
+PARITY_TOLERANCE = 1e-4
+
+
+@dataclass
+class ImagePrediction:
+    """One image's result: label, its probability, every class's probability and warnings."""
+
+    source: str
+    label: str
+    probability: float
+    probabilities: dict[str, float]
+    warnings: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "source": self.source,
+            "prediction": self.label,
+            "probability": round(self.probability, 5),
+            "probabilities": {k: round(v, 5) for k, v in self.probabilities.items()},
+            "warnings": self.warnings,
+        }
+
+
+@dataclass
+class ImageBundle:
+    """A trained image classifier with what is needed to run, explain and audit it."""
+
+    metadata: dict[str, Any]
+    path: Path | None = None
+    model_card: str = ""
+    _session: Any = field(default=None, repr=False)
+
+    @property
+    def class_names(self) -> list[str]:
+        return list(self.metadata["class_names"])
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        return tuple(self.metadata["input_shape"])  # type: ignore[return-value]
+
+    @property
+    def tta(self) -> list[str]:
+        return list(self.metadata.get("tta", []))
+
+    # ------------------------------------------------------------------------------ writing
+
+    @classmethod
+    def save_model(
+        cls,
+        model: nn.Module,
+        path: str | Path,
+        metadata: dict[str, Any],
+        *,
+        model_card: str = "",
+        parity_inputs: np.ndarray | None = None,
+    ) -> ImageBundle:
+        """Export ``model`` to ONNX, check parity with torch, and write the bundle atomically."""
+        from medsight.deploy.onnx import export_onnx, max_abs_difference
+
+        path = Path(path)
+        shape = tuple(int(s) for s in metadata["input_shape"])
+        model = model.eval().cpu()
+        with staged_directory(path) as staging:
+            torch.save(model.state_dict(), staging / "weights.pt")
+            export_onnx(model, staging / "model.onnx", input_shape=shape)
+            check = parity_inputs
+            if check is None:
+                check = np.random.default_rng(0).random((4, *shape), dtype=np.float32)
+            difference = max_abs_difference(model, staging / "model.onnx", check[:16])
+            if not difference <= PARITY_TOLERANCE:
+                raise BundleError(
+                    f"ONNX export differs from torch by {difference:.2e} (> {PARITY_TOLERANCE}); "
+                    "nothing was written."
+                )
+            full = {
+                **metadata,
+                "format": BUNDLE_FORMAT,
+                "task": TASK,
+                "onnx_max_abs_difference": float(difference),
+                "sha256": {name: sha256_file(staging / name) for name in FILES[1:]},
+            }
+            (staging / "bundle.json").write_text(json.dumps(full, indent=2, default=str))
+            if model_card:
+                (staging / "model_card.md").write_text(model_card)
+        return cls(full, path, model_card)
+
+    # ------------------------------------------------------------------------------ reading
+
+    @classmethod
+    def load(cls, path: str | Path) -> ImageBundle:
+        """Load a bundle folder, checking it is complete, of a known format and unmodified."""
+        path = Path(path)
+        if not path.is_dir():
+            raise BundleError(f"{path}: not a bundle folder (expected a folder with bundle.json).")
+        missing = [name for name in FILES if not (path / name).exists()]
+        if missing:
+            raise BundleError(f"{path}: incomplete bundle, missing {', '.join(missing)}.")
+        metadata = json.loads((path / "bundle.json").read_text())
+        if metadata.get("task") != TASK or metadata.get("format") != BUNDLE_FORMAT:
+            raise BundleError(
+                f"{path}: bundle is task {metadata.get('task')!r}, format "
+                f"{metadata.get('format')!r}; this reader takes {TASK!r} format {BUNDLE_FORMAT}."
+            )
+        for name, digest in metadata.get("sha256", {}).items():
+            if sha256_file(path / name) != digest:
+                raise BundleError(f"{path}: {name} does not match its recorded checksum.")
+        card = path / "model_card.md"
+        return cls(metadata, path, card.read_text() if card.exists() else "")
+
+    def _classifier(self) -> Any:
+        from medsight.deploy.onnx import OnnxClassifier
+
+        if self._session is None:
+            if self.path is None:
+                raise BundleError("this bundle has not been saved; save or load it first.")
+            self._session = OnnxClassifier(self.path / "model.onnx", threads=2)
+        return self._session
+
+    def torch_model(self) -> nn.Module:
+        """The network rebuilt from the registry with the bundle's weights (for Grad-CAM)."""
+        from medsight.tasks.image import build_network
+
+        if self.path is None:
+            raise BundleError("this bundle has not been saved; save or load it first.")
+        model = build_network(self.metadata["model"], self.metadata["normalisation"])
+        state = torch.load(self.path / "weights.pt", map_location="cpu", weights_only=True)
+        model.load_state_dict(state)
+        return model.eval()
+
+    # ------------------------------------------------------------------------------ use
+
+    def prepare(self, image: np.ndarray, source: str = "image") -> tuple[np.ndarray, list[str]]:
+        """Fit a ``(C, H, W)`` image in [0, 1] to the bundle's input; warnings say what was odd."""
+        channels, height, width = self.input_shape
+        warnings: list[str] = []
+        if image.ndim != 3:
+            raise DataError(f"{source}: expected an image (C, H, W); got shape {image.shape}.")
+        if image.shape[0] != channels:
+            warnings.append(
+                f"{image.shape[0]}-channel image converted to the model's {channels} channel(s)"
+            )
+            image = image.mean(axis=0, keepdims=True) if channels == 1 else np.repeat(image, 3, 0)
+        if image.shape[1:] != (height, width):
+            if max(height / image.shape[1], width / image.shape[2]) > 4:
+                warnings.append(
+                    f"small image ({image.shape[1]}x{image.shape[2]}) enlarged to {height}x{width}"
+                )
+            image = resize_image(image, height)
+        warnings.extend(self._intensity_warnings(image))
+        return image.astype(np.float32), warnings
+
+    def _intensity_warnings(self, image: np.ndarray) -> list[str]:
+        stats = self.metadata.get("training_intensity")
+        if not stats:
+            return []
+        z = (float(image.mean()) - stats["mean_of_means"]) / max(stats["sd_of_means"], 1e-6)
+        if abs(z) > 4:
+            return [
+                f"mean intensity {image.mean():.2f} is far from the training images' "
+                f"({stats['mean_of_means']:.2f} ± {stats['sd_of_means']:.2f})"
+            ]
+        return []
+
+    def predict_proba(self, images: np.ndarray) -> np.ndarray:
+        """Class probabilities ``(N, K)`` for prepared images, averaged over the bundle's TTA."""
+        images = np.ascontiguousarray(images, dtype=np.float32)
+        classifier = self._classifier()
+        views = [images, *(_flip(images, name) for name in self.tta)]
+        return np.mean([classifier.predict_proba(view) for view in views], axis=0)
+
+    def predict_files(self, paths: list[Path]) -> list[ImagePrediction]:
+        """Read, prepare and predict image files (PNG, JPEG, DICOM, NIfTI)."""
+        prepared = [self.prepare(read_image_file(p), str(p)) for p in paths]
+        probabilities = self.predict_proba(np.stack([image for image, _ in prepared]))
+        return [
+            self.prediction(str(p), row, warnings)
+            for p, row, (_, warnings) in zip(paths, probabilities, prepared, strict=True)
+        ]
+
+    def prediction(self, source: str, row: np.ndarray, warnings: list[str]) -> ImagePrediction:
+        best = int(row.argmax())
+        return ImagePrediction(
+            source,
+            self.class_names[best],
+            float(row[best]),
+            {name: float(p) for name, p in zip(self.class_names, row, strict=True)},
+            warnings,
+        )
+
+
+def _flip(images: np.ndarray, name: str) -> np.ndarray:
+    if name not in TTA_AXES:
+        raise BundleError(f"unknown test-time augmentation '{name}' in bundle.json.")
+    return np.ascontiguousarray(np.flip(images, axis=TTA_AXES[name]))

@@ -1,0 +1,313 @@
+"""The image-classification task: read, train with the shared engine, test once, bundle, report.
+
+Model selection (early stopping) uses the validation split only; the test split is scored once,
+after training, with bootstrap confidence intervals.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from torch import nn
+
+from medsight.bundle.image import ImageBundle
+from medsight.config import EngineSettings, ImageTrainConfig, dump_config
+from medsight.data.fingerprint import package_versions
+from medsight.errors import ConfigError
+from medsight.evaluate.bootstrap import Estimate, binary_metrics_with_ci, multiclass_metrics_with_ci
+from medsight.models.imaging import check_input_size
+from medsight.models.registry import create_model, get_model_entry
+from medsight.runs import run_name, staged_directory
+from medsight.tasks.image_data import ImageSplits, load_image_splits
+from medsight.train.engine import EngineConfig, FitResult, Trainer
+from medsight.transforms.image import (
+    ImageTensorDataset,
+    Standardize,
+    build_train_transform,
+    channel_statistics,
+    tta_functions,
+    tta_names,
+)
+
+logger = logging.getLogger(__name__)
+Stage = Callable[[str], None]
+HEADLINE_BINARY = ("auroc", "accuracy", "sensitivity", "specificity")
+HEADLINE_MULTICLASS = ("macro_auroc", "accuracy", "macro_f1", "balanced_accuracy")
+
+
+@dataclass
+class TrainedImageModel:
+    """A model trained on the train split, selected on val, and its test-split probabilities."""
+
+    model: nn.Module
+    fit: FitResult
+    tta: list[str]
+    test_probabilities: np.ndarray
+    model_spec: dict[str, Any]
+    normalisation: dict[str, list[float]]
+    train_seconds: float
+
+
+@dataclass
+class ImageRunResult:
+    """Where a finished image run is, with its headline numbers."""
+
+    run_dir: Path
+    report_path: Path
+    bundle_path: Path
+    metrics: dict[str, Estimate]
+    trained: TrainedImageModel
+    splits: ImageSplits
+
+
+def build_network(spec: dict[str, Any], normalisation: dict[str, list[float]]) -> nn.Module:
+    """The registered network named in ``spec`` wrapped with its input standardisation."""
+    entry = get_model_entry(spec["name"])
+    if entry.family != "image":
+        raise ConfigError(
+            f"model '{spec['name']}' is a {entry.family} model; image models: "
+            "small_cnn, resnet18_28, densenet121 (see `medsight models`)."
+        )
+    network = create_model(
+        spec["name"],
+        in_channels=spec["in_channels"],
+        num_classes=spec["num_classes"],
+        **spec.get("params", {}),
+    )
+    return Standardize(network, normalisation["mean"], normalisation["std"])
+
+
+def engine_config(settings: EngineSettings, seed: int, *, progress: bool = True) -> EngineConfig:
+    """The engine's settings from the run config (``tta`` is applied at prediction, not here)."""
+    values = settings.model_dump(exclude={"tta"})
+    return EngineConfig(**values, seed=seed, progress=progress)
+
+
+def train_image_model(
+    config: ImageTrainConfig,
+    splits: ImageSplits,
+    *,
+    checkpoint_dir: Path | None = None,
+    resume: bool = False,
+    progress: bool = True,
+) -> TrainedImageModel:
+    """Train on ``splits.train``, early-stop on ``splits.val``, predict ``splits.test`` once."""
+    channels, height, _ = splits.train.image_shape
+    spec = {
+        "name": config.model.name,
+        "params": dict(config.model.params),
+        "in_channels": channels,
+        "num_classes": len(splits.class_names),
+    }
+    if config.model.weights is not None:
+        spec["params"]["weights"] = str(config.model.weights)
+    mean, std = channel_statistics(splits.train.images)
+    normalisation = {"mean": mean, "std": std}
+    model = build_network(spec, normalisation)
+    check_input_size(model.network, config.model.name, height)
+    spec["params"].pop("weights", None)  # the bundle carries the trained weights itself
+
+    transform = build_train_transform(config.augment, height)
+    train = ImageTensorDataset(
+        splits.train.images, splits.train.labels, transform, seed=config.seed
+    )
+    val = ImageTensorDataset(splits.val.images, splits.val.labels)
+    test = ImageTensorDataset(splits.test.images, splits.test.labels)
+    trainer = Trainer(
+        model,
+        engine_config(config.engine, config.seed, progress=progress),
+        checkpoint_dir=checkpoint_dir,
+    )
+    fit = trainer.fit(train, val, resume=resume)
+    tta = tta_names(config.augment) if config.engine.tta else []
+    test_probabilities = trainer.predict_proba(test, tta=tta_functions(tta))
+    seconds = float(sum(record.train_seconds for record in fit.history))
+    return TrainedImageModel(
+        trainer.model if hasattr(trainer, "model") else model,
+        fit,
+        tta,
+        test_probabilities,
+        spec,
+        normalisation,
+        seconds,
+    )
+
+
+def score_test(
+    splits: ImageSplits,
+    probabilities: np.ndarray,
+    *,
+    positive_index: int,
+    n_bootstrap: int,
+    seed: int,
+) -> dict[str, Estimate]:
+    """Test-split metrics with bootstrap CIs: binary metrics for 2 classes, else multi-class."""
+    y = splits.test.labels
+    groups = splits.test.patient_ids
+    if len(splits.class_names) == 2:
+        return binary_metrics_with_ci(
+            (y == positive_index).astype(int),
+            probabilities[:, positive_index],
+            0.5,
+            groups=groups,
+            n_boot=n_bootstrap,
+            seed=seed,
+        )
+    return multiclass_metrics_with_ci(
+        y, probabilities, splits.class_names, groups=groups, n_boot=n_bootstrap, seed=seed
+    )
+
+
+def positive_index(splits: ImageSplits, positive_class: str | None) -> int:
+    """Index of the positive class for binary metrics (the second class unless named)."""
+    names = splits.class_names
+    if positive_class is None:
+        return min(1, len(names) - 1)
+    if positive_class not in names:
+        raise ConfigError(
+            f"data.positive_class '{positive_class}' is not a class; classes: {names}."
+        )
+    return names.index(positive_class)
+
+
+def checkpoint_folder(config: ImageTrainConfig, splits_source: str) -> Path:
+    """Where the engine keeps ``last.pt`` for this run, stable across restarts for ``--resume``."""
+    stem = config.name or f"image-{_source_stem(splits_source)}"
+    return config.output_dir / ".checkpoints" / stem
+
+
+def run_image(
+    config: ImageTrainConfig,
+    *,
+    resume: bool = False,
+    stage: Stage | None = None,
+    progress: bool = True,
+) -> ImageRunResult:
+    """The whole run: data, training, test scoring, bundle, Grad-CAM examples and report."""
+    from medsight.tasks.image_report import build_image_report, gradcam_examples, model_card
+
+    say = stage or (lambda message: logger.info(message))
+    splits = load_image_splits(config.data, seed=config.seed)
+    say(
+        f"Data: {splits.source}: "
+        + ", ".join(f"{name} {len(s)}" for name, s in splits.items())
+        + f" images of {splits.train.image_shape}; classes {splits.class_names}"
+    )
+    checkpoints = checkpoint_folder(config, splits.source)
+    trained = train_image_model(
+        config, splits, checkpoint_dir=checkpoints, resume=resume, progress=progress
+    )
+    fit = trained.fit
+    say(
+        f"Trained {config.model.name}: best epoch {fit.best_epoch} of {fit.epochs_run} "
+        f"(val AUROC {fit.best_score:.3f}), {trained.train_seconds:.0f} s"
+    )
+    positive = positive_index(splits, config.data.positive_class)
+    metrics = score_test(
+        splits,
+        trained.test_probabilities,
+        positive_index=positive,
+        n_bootstrap=config.evaluation.n_bootstrap,
+        seed=config.seed,
+    )
+    name = run_name(config.name or f"image-{_source_stem(splits.source)}")
+    final = config.output_dir / name
+    with staged_directory(final) as staging:
+        metadata = _bundle_metadata(config, splits, trained, metrics, positive)
+        card = model_card(config, splits, trained, metrics, metadata)
+        bundle = ImageBundle.save_model(
+            trained.model,
+            staging / "bundle",
+            metadata,
+            model_card=card,
+            parity_inputs=splits.test.images[:16],
+        )
+        examples = gradcam_examples(
+            trained.model,
+            splits,
+            trained.test_probabilities,
+            staging / "gradcam",
+            count=config.evaluation.gradcam_cases,
+            seed=config.seed,
+        )
+        _write_tables(staging, splits, trained)
+        (staging / "config.yaml").write_text(dump_config(config))
+        metrics_json = {k: v.to_dict() for k, v in metrics.items()}
+        (staging / "metrics.json").write_text(json.dumps(metrics_json, indent=2))
+        report = build_image_report(config, splits, trained, metrics, bundle.metadata, examples)
+        report.write(staging / "report.html")
+    shutil.rmtree(checkpoints, ignore_errors=True)
+    bundle = ImageBundle.load(final / "bundle")
+    say(f"Wrote {final}")
+    return ImageRunResult(final, final / "report.html", final / "bundle", metrics, trained, splits)
+
+
+def _bundle_metadata(
+    config: ImageTrainConfig,
+    splits: ImageSplits,
+    trained: TrainedImageModel,
+    metrics: dict[str, Estimate],
+    positive: int,
+) -> dict[str, Any]:
+    image_means = splits.train.images.mean(axis=(1, 2, 3))
+    return {
+        "name": config.name or _source_stem(splits.source),
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+        "class_names": splits.class_names,
+        "positive_class": splits.class_names[positive] if len(splits.class_names) == 2 else None,
+        "input_shape": list(splits.train.image_shape),
+        "input_range": [0.0, 1.0],
+        "model": trained.model_spec,
+        "normalisation": trained.normalisation,
+        "tta": trained.tta,
+        "training_intensity": {
+            "mean_of_means": float(image_means.mean()),
+            "sd_of_means": float(image_means.std()),
+        },
+        "data": {
+            "source": splits.source,
+            "official_splits": splits.official_splits,
+            "counts": {name: s.class_counts() for name, s in splits.items()},
+        },
+        "training": {
+            "best_epoch": trained.fit.best_epoch,
+            "epochs_run": trained.fit.epochs_run,
+            "best_val_auroc": trained.fit.best_score,
+            "train_seconds": trained.train_seconds,
+            "seed": config.seed,
+        },
+        "metrics": {k: v.to_dict() for k, v in metrics.items()},
+        "evaluation": "held-out test split, scored once; 95% bootstrap intervals",
+        "versions": package_versions(("torch", "monai", "onnxruntime", "numpy")),
+    }
+
+
+def _write_tables(folder: Path, splits: ImageSplits, trained: TrainedImageModel) -> None:
+    history = pd.DataFrame([vars(record) for record in trained.fit.history])
+    history.to_csv(folder / "history.csv", index=False)
+    probabilities = trained.test_probabilities
+    table = pd.DataFrame(
+        {
+            "source": splits.test.sources,
+            "label": [splits.class_names[i] for i in splits.test.labels],
+            "prediction": [splits.class_names[i] for i in probabilities.argmax(axis=1)],
+        }
+    )
+    for k, name in enumerate(splits.class_names):
+        table[f"p_{name}"] = probabilities[:, k].round(6)
+    table.to_csv(folder / "test_predictions.csv", index=False)
+
+
+def _source_stem(source: str) -> str:
+    tail = source.removeprefix("medmnist:").rstrip("/").split("/")[-1]
+    return re.sub(r"\.(npz|csv)$", "", tail) or "images"

@@ -1,0 +1,226 @@
+"""The HTML report, Grad-CAM examples and model card of an image run."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+import torch
+from matplotlib.figure import Figure
+from torch import nn
+
+from medsight.config import ImageTrainConfig, dump_config
+from medsight.evaluate.bootstrap import Estimate
+from medsight.evaluate.metrics import METRIC_LABELS, PER_CLASS_METRICS
+from medsight.evaluate.plots import plot_calibration, plot_confusion_matrix, plot_roc
+from medsight.evaluate.report import Report
+
+if TYPE_CHECKING:
+    from medsight.tasks.image import TrainedImageModel
+    from medsight.tasks.image_data import ImageSplits
+
+
+@dataclass
+class GradCamExample:
+    """One test image with its Grad-CAM overlay."""
+
+    source: str
+    label: str
+    prediction: str
+    probability: float
+    correct: bool
+    png: Path
+
+
+def gradcam_examples(
+    model: nn.Module,
+    splits: ImageSplits,
+    probabilities: np.ndarray,
+    folder: Path,
+    *,
+    count: int,
+    seed: int,
+) -> list[GradCamExample]:
+    """Grad-CAM PNGs for up to ``count`` test cases, half correctly and half wrongly predicted."""
+    from medsight.explain.gradcam import gradcam, save_gradcam_png
+
+    if count == 0:
+        return []
+    names = splits.class_names
+    predicted = probabilities.argmax(axis=1)
+    correct = predicted == splits.test.labels
+    rng = np.random.default_rng(seed)
+    wrong_pick = rng.permutation(np.flatnonzero(~correct))[: count // 2]
+    right_pick = rng.permutation(np.flatnonzero(correct))[: count - len(wrong_pick)]
+    chosen = np.concatenate([right_pick, wrong_pick]).astype(int)
+    if not len(chosen):
+        return []
+    images = torch.from_numpy(splits.test.images[chosen])
+    heatmaps = gradcam(model, images, target_class=[int(predicted[i]) for i in chosen])
+    folder.mkdir(parents=True, exist_ok=True)
+    examples = []
+    for row, index in enumerate(chosen):
+        label, guess = names[splits.test.labels[index]], names[predicted[index]]
+        p = float(probabilities[index, predicted[index]])
+        title = f"predicted {guess} (p={p:.2f}); reference {label}"
+        image = np.moveaxis(splits.test.images[index], 0, -1)
+        image = image[..., 0] if image.shape[-1] == 1 else image
+        path = save_gradcam_png(image, heatmaps[row], folder / f"test-{index:05d}.png", title=title)
+        examples.append(
+            GradCamExample(splits.test.sources[index], label, guess, p, bool(correct[index]), path)
+        )
+    return examples
+
+
+def build_image_report(
+    config: ImageTrainConfig,
+    splits: ImageSplits,
+    trained: TrainedImageModel,
+    metrics: dict[str, Estimate],
+    metadata: dict[str, Any],
+    examples: list[GradCamExample],
+) -> Report:
+    """Summary, test metrics with CIs, curves, confusion matrix, Grad-CAM, data and config."""
+    names = splits.class_names
+    binary = len(names) == 2
+    report = Report(
+        title=f"medsight report: {metadata['name']}",
+        subtitle=(
+            f"Image classification ({', '.join(names)}) with '{config.model.name}'; "
+            "figures are from the held-out test split, scored once."
+        ),
+    )
+    headline = (
+        ("auroc", "accuracy", "sensitivity", "specificity")
+        if binary
+        else ("macro_auroc", "accuracy", "macro_f1", "balanced_accuracy")
+    )
+    fit = trained.fit
+    summary = report.add_section(
+        "Summary",
+        "The model was trained on the training split; early stopping and the choice of epoch used "
+        "the validation split only. Intervals are 95% bootstrap intervals over test images"
+        + (" resampled by patient." if splits.test.patient_ids is not None else "."),
+    )
+    summary.add_key_values(
+        {
+            "Data": splits.source + (" (official splits)" if splits.official_splits else ""),
+            "Images (train / val / test)": " / ".join(str(len(s)) for _, s in splits.items()),
+            "Image shape (C, H, W)": str(splits.train.image_shape),
+            "Model": config.model.name,
+            "Best epoch (val AUROC)": (
+                f"{fit.best_epoch} of {fit.epochs_run} ({fit.best_score:.3f})"
+            ),
+            "Training time": f"{trained.train_seconds:.0f} s",
+            "Test-time augmentation": ", ".join(trained.tta) or "none",
+            **({"Positive class": metadata["positive_class"]} if binary else {}),
+            **{METRIC_LABELS[k]: str(metrics[k]) for k in headline},
+            "ONNX vs torch max |difference|": f"{metadata['onnx_max_abs_difference']:.1e}",
+            "Seed": config.seed,
+        }
+    )
+    performance = report.add_section("Performance on the test split")
+    overall = {k: v for k, v in metrics.items() if "/" not in k}
+    performance.add_metrics(overall, caption="Test split")
+    if not binary:
+        performance.add_table(_per_class_table(metrics, names), caption="Per class (one-vs-rest)")
+    y = splits.test.labels
+    probabilities = trained.test_probabilities
+    if binary:
+        positive = names.index(metadata["positive_class"])
+        performance.add_figure(plot_roc((y == positive).astype(int), probabilities[:, positive]))
+        performance.add_figure(
+            plot_calibration((y == positive).astype(int), probabilities[:, positive])
+        )
+    performance.add_figure(plot_confusion_matrix(y, probabilities.argmax(axis=1), names))
+
+    training = report.add_section("Training", "Loss and validation AUROC per epoch.")
+    training.add_figure(_plot_history(trained))
+
+    if examples:
+        explain = report.add_section(
+            "Grad-CAM examples",
+            "Where the network looked for its predicted class: correct and wrong test cases. "
+            "Warm colours mark the regions that raised the predicted class's score.",
+        )
+        for example in examples:
+            verdict = "correct" if example.correct else "WRONG"
+            explain.add_image_png(example.png.read_bytes(), caption=f"{verdict}: {example.source}")
+
+    data = report.add_section("Data")
+    counts = pd.DataFrame({name: s.class_counts() for name, s in splits.items()})
+    counts.index.name = "class"
+    data.add_table(counts, caption="Images per class and split")
+    settings = report.add_section("Configuration")
+    settings.add_text(dump_config(config))
+    return report
+
+
+def _per_class_table(metrics: dict[str, Estimate], names: list[str]) -> pd.DataFrame:
+    rows = []
+    for name in names:
+        row = {"class": name}
+        for metric in PER_CLASS_METRICS:
+            estimate = metrics.get(f"{name}/{metric}")
+            row[METRIC_LABELS.get(metric, metric)] = str(estimate) if estimate else ""
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def _plot_history(trained: TrainedImageModel) -> Figure:
+    history = trained.fit.history
+    epochs = [r.epoch for r in history]
+    figure = Figure(figsize=(7.5, 3.2))
+    loss_axis, auroc_axis = figure.subplots(1, 2)
+    loss_axis.plot(epochs, [r.train_loss for r in history], label="train")
+    loss_axis.plot(epochs, [r.val_loss for r in history], label="validation")
+    loss_axis.set_xlabel("epoch")
+    loss_axis.set_ylabel("cross-entropy")
+    loss_axis.legend(frameon=False)
+    auroc_axis.plot(epochs, [r.val_auroc for r in history], color="tab:green")
+    auroc_axis.axvline(trained.fit.best_epoch, color="grey", linestyle=":", label="best epoch")
+    auroc_axis.set_xlabel("epoch")
+    auroc_axis.set_ylabel("validation AUROC")
+    auroc_axis.legend(frameon=False)
+    figure.tight_layout()
+    return figure
+
+
+def model_card(
+    config: ImageTrainConfig,
+    splits: ImageSplits,
+    trained: TrainedImageModel,
+    metrics: dict[str, Estimate],
+    metadata: dict[str, Any],
+) -> str:
+    """A short Markdown model card: intended use, data, performance with CIs, limits."""
+    lines = [
+        f"# Model card: {metadata['name']}",
+        "",
+        "## Intended use",
+        "Decision support for image classification: a second reader for a clinician, never a "
+        "replacement. Not validated for clinical use.",
+        "",
+        "## Model",
+        f"- Architecture: {config.model.name} ({trained.model_spec['in_channels']} channel(s), "
+        f"{len(splits.class_names)} classes: {', '.join(splits.class_names)})",
+        f"- Input: {splits.train.image_shape} images scaled to [0, 1]",
+        f"- Test-time augmentation: {', '.join(trained.tta) or 'none'}",
+        "",
+        "## Data",
+        f"- Source: {splits.source}",
+        *(f"- {name}: {len(s)} images {s.class_counts()}" for name, s in splits.items()),
+        "",
+        "## Performance (held-out test split, 95% bootstrap CI)",
+        *(f"- {METRIC_LABELS.get(k, k)}: {v}" for k, v in metrics.items() if "/" not in k),
+        "",
+        "## Limits",
+        "- Figures come from one data source; performance on other scanners, sites and "
+        "populations is unknown until validated there.",
+        "- Inputs unlike the training images (other modality, size, intensity) are flagged but "
+        "not refused.",
+    ]
+    return "\n".join(lines) + "\n"
