@@ -20,6 +20,7 @@ from torch.utils.data import Dataset
 from medsight.config import AugmentConfig
 
 BatchFunction = Callable[[torch.Tensor], torch.Tensor]
+TTA_AXES = {"flip_horizontal": -1, "flip_vertical": -2}
 
 
 def build_train_transform(config: AugmentConfig, image_size: int):
@@ -57,14 +58,18 @@ def build_train_transform(config: AugmentConfig, image_size: int):
     return Compose(steps) if steps else None
 
 
-def tta_functions(config: AugmentConfig) -> list[BatchFunction]:
-    """Test-time augmentations matching the training flips (the engine adds the identity)."""
-    functions: list[BatchFunction] = []
-    if config.flip_horizontal:
-        functions.append(lambda batch: torch.flip(batch, dims=(-1,)))
-    if config.flip_vertical:
-        functions.append(lambda batch: torch.flip(batch, dims=(-2,)))
-    return functions
+def tta_names(config: AugmentConfig) -> list[str]:
+    """Test-time augmentations matching the training flips (the identity is always included)."""
+    return [name for name in TTA_AXES if getattr(config, name)]
+
+
+def tta_functions(names: list[str]) -> list[BatchFunction]:
+    """Batch functions for the named test-time augmentations (flips of ``(N, C, H, W)``)."""
+    return [_flipper(TTA_AXES[name]) for name in names]
+
+
+def _flipper(axis: int) -> BatchFunction:
+    return lambda batch: torch.flip(batch, dims=(axis,))
 
 
 class ImageTensorDataset(Dataset):
