@@ -1,0 +1,191 @@
+"""Imaging benchmark: the default image configuration on a MedMNIST-style ``.npz``, 3 seeds.
+
+Run from the project root in .venv::
+
+    python benchmarks/imaging.py --data ../shared/data/breastmnist/breastmnist.npz
+    python benchmarks/imaging.py --data medmnist:pneumoniamnist --seeds 0 1 2
+
+For each seed the default configuration trains on the official train split, selects its epoch on the
+val split only, and scores the test split once. In the same run the benchmark times the engine's
+training pass against a plain ~20-line PyTorch loop on the same model and data (alternating, so both
+see the same machine state), and single-image latency of ONNX Runtime and torch eager (2 threads).
+Progress goes to stderr; the last line of stdout is one JSON object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+
+from medsight.config import ImageDataConfig, ImageTrainConfig
+from medsight.deploy.onnx import OnnxClassifier, export_onnx, latency_ms
+from medsight.tasks.image import build_network, positive_index, score_test, train_image_model
+from medsight.tasks.image_data import ImageSplits, load_image_splits
+from medsight.train.engine import Trainer
+from medsight.transforms.image import (
+    ImageTensorDataset,
+    build_train_transform,
+    channel_statistics,
+)
+
+SPEED_EPOCHS = 3
+SPEED_ROUNDS = 2
+LATENCY_CALLS = 1000
+THREADS = 2
+
+
+def log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def plain_loop(model: nn.Module, data: Dataset, *, epochs: int, batch_size: int, lr: float) -> float:
+    """The reference: a plain PyTorch training loop; returns training images per second."""
+    loader = DataLoader(data, batch_size=batch_size, shuffle=True)
+    optimiser = torch.optim.AdamW(model.parameters(), lr=lr)
+    loss_fn = nn.CrossEntropyLoss()
+    model.train()
+    images, start = 0, time.perf_counter()
+    for _ in range(epochs):
+        for x, y in loader:
+            optimiser.zero_grad()
+            loss = loss_fn(model(x), y)
+            loss.backward()
+            optimiser.step()
+            images += len(y)
+    return images / (time.perf_counter() - start)
+
+
+def engine_speed(model: nn.Module, config: ImageTrainConfig, train: Dataset, val: Dataset) -> float:
+    """Training images per second of the engine's training pass (validation excluded)."""
+    settings = config.engine.model_copy(update={"epochs": SPEED_EPOCHS, "patience": None})
+    from medsight.tasks.image import engine_config
+
+    trainer = Trainer(model, engine_config(settings, config.seed, progress=False))
+    fit = trainer.fit(train, val)
+    images = sum(record.train_images for record in fit.history)
+    return images / sum(record.train_seconds for record in fit.history)
+
+
+def compare_speed(config: ImageTrainConfig, splits: ImageSplits) -> dict[str, float]:
+    """Engine vs plain loop, alternating rounds on fresh copies of the same model and data."""
+    channels, size, _ = splits.train.image_shape
+    mean, std = channel_statistics(splits.train.images)
+    spec = {"name": config.model.name, "params": config.model.params,
+            "in_channels": channels, "num_classes": len(splits.class_names)}
+    transform = build_train_transform(config.augment, size)
+    train = ImageTensorDataset(splits.train.images, splits.train.labels, transform, seed=0)
+    val = ImageTensorDataset(splits.val.images, splits.val.labels)
+    plain, engine = [], []
+    for round_ in range(SPEED_ROUNDS):
+        torch.manual_seed(round_)
+        model = build_network(spec, {"mean": mean, "std": std})
+        plain.append(plain_loop(model, train, epochs=SPEED_EPOCHS,
+                                batch_size=config.engine.batch_size, lr=config.engine.learning_rate))
+        torch.manual_seed(round_)
+        model = build_network(spec, {"mean": mean, "std": std})
+        engine.append(engine_speed(model, config, train, val))
+        log(f"speed round {round_}: plain {plain[-1]:.0f} img/s, engine {engine[-1]:.0f} img/s")
+    return {
+        "plain_images_per_second": statistics.median(plain),
+        "engine_images_per_second": statistics.median(engine),
+        "engine_vs_plain_speed": statistics.median(engine) / statistics.median(plain),
+    }
+
+
+def measure_latency(model: nn.Module, shape: tuple[int, int, int]) -> dict[str, dict[str, float]]:
+    """Single-image latency (ms, p50/p95 over 1000 calls) of ONNX Runtime and torch eager."""
+    example = np.random.default_rng(0).random((1, *shape), dtype=np.float32)
+    with tempfile.TemporaryDirectory() as folder:
+        path = export_onnx(model.eval(), Path(folder) / "model.onnx", input_shape=shape)
+        session = OnnxClassifier(path, threads=THREADS)
+        onnx = latency_ms(session.logits, example, calls=LATENCY_CALLS)
+    tensor = torch.from_numpy(example)
+
+    def eager(x: torch.Tensor) -> torch.Tensor:
+        with torch.inference_mode():
+            return model(x)
+
+    eager_latency = latency_ms(eager, tensor, calls=LATENCY_CALLS)
+    return {"onnx": onnx, "torch": eager_latency}
+
+
+def run(data: str, seeds: list[int]) -> dict[str, Any]:
+    torch.set_num_threads(THREADS)
+    config = ImageTrainConfig(data=ImageDataConfig(path=data))
+    splits = load_image_splits(config.data, seed=0)
+    log(f"{splits.source}: " + ", ".join(f"{n} {len(s)}" for n, s in splits.items()))
+    positive = positive_index(splits, None)
+    per_seed, last_model = [], None
+    for seed in seeds:
+        seeded = config.model_copy(update={"seed": seed})
+        torch.manual_seed(seed)
+        trained = train_image_model(seeded, splits, progress=False)
+        metrics = score_test(splits, trained.test_probabilities, positive_index=positive,
+                             n_bootstrap=1000, seed=seed)
+        key = "auroc" if "auroc" in metrics else "macro_auroc"
+        images = sum(r.train_images for r in trained.fit.history)
+        row = {
+            "seed": seed,
+            "auroc": metrics[key].value,
+            "auroc_ci": [metrics[key].lo, metrics[key].hi],
+            "accuracy": metrics["accuracy"].value,
+            "accuracy_ci": [metrics["accuracy"].lo, metrics["accuracy"].hi],
+            "best_epoch": trained.fit.best_epoch,
+            "epochs_run": trained.fit.epochs_run,
+            "train_seconds": trained.train_seconds,
+            "images_per_second": images / trained.train_seconds,
+        }
+        per_seed.append(row)
+        last_model = trained.model
+        log(f"seed {seed}: AUROC {row['auroc']:.4f} acc {row['accuracy']:.4f} "
+            f"({row['epochs_run']} epochs, {row['train_seconds']:.0f} s)")
+    speed = compare_speed(config, splits)
+    latency = measure_latency(last_model, splits.train.image_shape)
+    log(f"latency ms: {latency}")
+
+    def mean_sd(key: str) -> tuple[float, float]:
+        values = [row[key] for row in per_seed]
+        return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
+
+    auroc_mean, auroc_sd = mean_sd("auroc")
+    accuracy_mean, accuracy_sd = mean_sd("accuracy")
+    return {
+        "benchmark": "imaging",
+        "data": splits.source,
+        "model": config.model.name,
+        "threads": THREADS,
+        "seeds": per_seed,
+        "auroc_mean": auroc_mean,
+        "auroc_sd": auroc_sd,
+        "accuracy_mean": accuracy_mean,
+        "accuracy_sd": accuracy_sd,
+        "train_seconds": statistics.fmean(row["train_seconds"] for row in per_seed),
+        "train_seconds_max": max(row["train_seconds"] for row in per_seed),
+        "images_per_second": statistics.fmean(row["images_per_second"] for row in per_seed),
+        **speed,
+        "latency_ms": latency,
+        "config": json.loads(config.model_dump_json()),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", required=True, help=".npz path or medmnist:NAME")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    args = parser.parse_args()
+    print(json.dumps(run(args.data, args.seeds)))
+
+
+if __name__ == "__main__":
+    main()
