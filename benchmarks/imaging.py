@@ -25,14 +25,14 @@ from typing import Any
 
 import numpy as np
 import torch
+from medsight.deploy.onnx import OnnxClassifier, export_onnx, latency_ms
+from medsight.train.engine import Trainer
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from medsight.config import ImageDataConfig, ImageTrainConfig
-from medsight.deploy.onnx import OnnxClassifier, export_onnx, latency_ms
 from medsight.tasks.image import build_network, positive_index, score_test, train_image_model
 from medsight.tasks.image_data import ImageSplits, load_image_splits
-from medsight.train.engine import Trainer
 from medsight.transforms.image import (
     ImageTensorDataset,
     build_train_transform,
@@ -49,7 +49,9 @@ def log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
-def plain_loop(model: nn.Module, data: Dataset, *, epochs: int, batch_size: int, lr: float) -> float:
+def plain_loop(
+    model: nn.Module, data: Dataset, *, epochs: int, batch_size: int, lr: float
+) -> float:
     """The reference: a plain PyTorch training loop; returns training images per second."""
     loader = DataLoader(data, batch_size=batch_size, shuffle=True)
     optimiser = torch.optim.AdamW(model.parameters(), lr=lr)
@@ -81,8 +83,12 @@ def compare_speed(config: ImageTrainConfig, splits: ImageSplits) -> dict[str, fl
     """Engine vs plain loop, alternating rounds on fresh copies of the same model and data."""
     channels, size, _ = splits.train.image_shape
     mean, std = channel_statistics(splits.train.images)
-    spec = {"name": config.model.name, "params": config.model.params,
-            "in_channels": channels, "num_classes": len(splits.class_names)}
+    spec = {
+        "name": config.model.name,
+        "params": config.model.params,
+        "in_channels": channels,
+        "num_classes": len(splits.class_names),
+    }
     transform = build_train_transform(config.augment, size)
     train = ImageTensorDataset(splits.train.images, splits.train.labels, transform, seed=0)
     val = ImageTensorDataset(splits.val.images, splits.val.labels)
@@ -90,8 +96,15 @@ def compare_speed(config: ImageTrainConfig, splits: ImageSplits) -> dict[str, fl
     for round_ in range(SPEED_ROUNDS):
         torch.manual_seed(round_)
         model = build_network(spec, {"mean": mean, "std": std})
-        plain.append(plain_loop(model, train, epochs=SPEED_EPOCHS,
-                                batch_size=config.engine.batch_size, lr=config.engine.learning_rate))
+        plain.append(
+            plain_loop(
+                model,
+                train,
+                epochs=SPEED_EPOCHS,
+                batch_size=config.engine.batch_size,
+                lr=config.engine.learning_rate,
+            )
+        )
         torch.manual_seed(round_)
         model = build_network(spec, {"mean": mean, "std": std})
         engine.append(engine_speed(model, config, train, val))
@@ -131,8 +144,9 @@ def run(data: str, seeds: list[int]) -> dict[str, Any]:
         seeded = config.model_copy(update={"seed": seed})
         torch.manual_seed(seed)
         trained = train_image_model(seeded, splits, progress=False)
-        metrics = score_test(splits, trained.test_probabilities, positive_index=positive,
-                             n_bootstrap=1000, seed=seed)
+        metrics = score_test(
+            splits, trained.test_probabilities, positive_index=positive, n_bootstrap=1000, seed=seed
+        )
         key = "auroc" if "auroc" in metrics else "macro_auroc"
         images = sum(r.train_images for r in trained.fit.history)
         row = {
@@ -148,8 +162,10 @@ def run(data: str, seeds: list[int]) -> dict[str, Any]:
         }
         per_seed.append(row)
         last_model = trained.model
-        log(f"seed {seed}: AUROC {row['auroc']:.4f} acc {row['accuracy']:.4f} "
-            f"({row['epochs_run']} epochs, {row['train_seconds']:.0f} s)")
+        log(
+            f"seed {seed}: AUROC {row['auroc']:.4f} acc {row['accuracy']:.4f} "
+            f"({row['epochs_run']} epochs, {row['train_seconds']:.0f} s)"
+        )
     speed = compare_speed(config, splits)
     latency = measure_latency(last_model, splits.train.image_shape)
     log(f"latency ms: {latency}")

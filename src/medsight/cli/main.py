@@ -224,14 +224,23 @@ def models() -> None:
 
 @app.command()
 def demo(
-    output: Annotated[Path, typer.Option(help="Folder for the demo run.")] = Path("runs"),
-    repeats: Annotated[int, typer.Option(help="Cross-validation repeats.")] = 2,
-    folds: Annotated[int, typer.Option(help="Cross-validation folds.")] = 5,
+    output: Annotated[Path, typer.Option(help="Folder for the demo runs.")] = Path("runs"),
+    part: Annotated[str, typer.Option(help="all, tabular or image.")] = "all",
+    repeats: Annotated[int, typer.Option(help="Tabular: cross-validation repeats.")] = 2,
+    folds: Annotated[int, typer.Option(help="Tabular: cross-validation folds.")] = 5,
+    epochs: Annotated[int | None, typer.Option(help="Image: maximum epochs.")] = None,
 ) -> None:
-    """Train and explain a breast-tumour diagnosis model on WDBC (bundled, no network)."""
-    from medsight.demo import run_demo
+    """End to end with no network: breast-tumour diagnosis on WDBC, then image diagnosis."""
+    if part not in ("all", "tabular", "image"):
+        raise ConfigError(f"--part must be all, tabular or image; got '{part}'.")
+    if part in ("all", "tabular"):
+        from medsight.demo import run_demo
 
-    run_demo(console, output, repeats=repeats, folds=folds)
+        run_demo(console, output, repeats=repeats, folds=folds)
+    if part in ("all", "image"):
+        from medsight.demo_imaging import run_image_demo
+
+        run_image_demo(console, output, epochs=epochs)
 
 
 def main() -> None:
