@@ -25,14 +25,20 @@ from typing import Any
 
 import numpy as np
 import torch
-from medsight.deploy.onnx import OnnxClassifier, export_onnx, latency_ms
-from medsight.train.engine import Trainer
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from medsight.config import ImageDataConfig, ImageTrainConfig
-from medsight.tasks.image import build_network, positive_index, score_test, train_image_model
+from medsight.deploy.onnx import OnnxClassifier, export_onnx, latency_ms
+from medsight.tasks.image import (
+    build_network,
+    engine_config,
+    positive_index,
+    score_test,
+    train_image_model,
+)
 from medsight.tasks.image_data import ImageSplits, load_image_splits
+from medsight.train.engine import Trainer
 from medsight.transforms.image import (
     ImageTensorDataset,
     build_train_transform,
@@ -70,10 +76,12 @@ def plain_loop(
 
 def engine_speed(model: nn.Module, config: ImageTrainConfig, train: Dataset, val: Dataset) -> float:
     """Training images per second of the engine's training pass (validation excluded)."""
-    settings = config.engine.model_copy(update={"epochs": SPEED_EPOCHS, "patience": None})
-    from medsight.tasks.image import engine_config
-
-    trainer = Trainer(model, engine_config(settings, config.seed, progress=False))
+    settings = config.engine.model_copy(
+        update={"epochs": SPEED_EPOCHS, "patience": None, "max_steps": None}
+    )
+    trainer = Trainer(
+        model, engine_config(settings, config.seed, n_train=len(train), progress=False)
+    )
     fit = trainer.fit(train, val)
     images = sum(record.train_images for record in fit.history)
     return images / sum(record.train_seconds for record in fit.history)

@@ -113,22 +113,27 @@ class AugmentConfig(_Strict):
     flip_vertical: bool = False
     rotate_degrees: float = Field(15.0, ge=0.0, le=180.0)
     zoom: float = Field(0.1, ge=0.0, lt=1.0)
-    translate: float = Field(0.0, ge=0.0, lt=0.5)
-    affine_probability: float = Field(0.5, ge=0.0, le=1.0)
-    intensity: float = Field(0.1, ge=0.0, lt=1.0)
+    translate: float = Field(0.1, ge=0.0, lt=0.5)
+    affine_probability: float = Field(1.0, ge=0.0, le=1.0)
+    gamma: float = Field(1.2, ge=1.0, le=3.0)
     noise_std: float = Field(0.0, ge=0.0)
 
 
 class EngineSettings(_Strict):
-    """Optimiser, schedule, early stopping and hardware settings of the torch training engine."""
+    """Optimiser, schedule, early stopping and hardware settings of the torch training engine.
 
-    epochs: int = Field(60, ge=1)
+    ``epochs`` is capped so that training makes at most ``max_steps`` optimiser steps: small data
+    sets get many epochs, large ones few, and training time stays bounded on a CPU.
+    """
+
+    epochs: int = Field(100, ge=1)
+    max_steps: int | None = Field(3000, ge=1)
     batch_size: int = Field(64, ge=1)
-    learning_rate: float = Field(1e-3, gt=0.0)
+    learning_rate: float = Field(3e-3, gt=0.0)
     weight_decay: float = Field(1e-4, ge=0.0)
-    warmup_epochs: int = Field(3, ge=0)
-    patience: int | None = Field(20, ge=1)
-    class_balance: Literal["none", "weights", "sampler"] = "weights"
+    warmup_fraction: float = Field(0.05, ge=0.0, lt=1.0)
+    patience: int | None = Field(50, ge=1)
+    class_balance: Literal["none", "weights", "sampler"] = "none"
     label_smoothing: float = Field(0.0, ge=0.0, lt=1.0)
     grad_clip: float | None = Field(None, gt=0.0)
     amp: Literal["auto", "on", "off"] = "auto"
@@ -140,7 +145,7 @@ class EngineSettings(_Strict):
 class ImageModelConfig(_Strict):
     """A registered image model, its parameters and optional local pretrained weights."""
 
-    name: str = "resnet18_28"
+    name: str = "small_cnn"
     params: dict[str, Any] = Field(default_factory=dict)
     weights: Path | None = None
 

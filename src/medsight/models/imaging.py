@@ -19,7 +19,7 @@ from medsight.models.registry import register_model
 @register_model(
     "small_cnn",
     family="image",
-    description="Three conv blocks (32-64-128) with batch norm and global average pooling; fast.",
+    description="Three double-conv blocks (16-32-64) with batch norm and global average pooling.",
 )
 def small_cnn(
     in_channels: int = 1,
@@ -28,7 +28,7 @@ def small_cnn(
     dropout: float = 0.2,
     weights: str | Path | None = None,
 ) -> nn.Module:
-    """A compact CNN for 28-64 px inputs; a few hundred thousand parameters."""
+    """A compact CNN for 28-64 px inputs (about 72k parameters at width 16)."""
 
     def block(c_in: int, c_out: int) -> nn.Sequential:
         return nn.Sequential(

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import re
 import shutil
 from collections.abc import Callable
@@ -87,10 +88,18 @@ def build_network(spec: dict[str, Any], normalisation: dict[str, list[float]]) -
     return Standardize(network, normalisation["mean"], normalisation["std"])
 
 
-def engine_config(settings: EngineSettings, seed: int, *, progress: bool = True) -> EngineConfig:
-    """The engine's settings from the run config (``tta`` is applied at prediction, not here)."""
-    values = settings.model_dump(exclude={"tta"})
-    return EngineConfig(**values, seed=seed, progress=progress)
+def engine_config(
+    settings: EngineSettings, seed: int, *, n_train: int, progress: bool = True
+) -> EngineConfig:
+    """The engine's settings for ``n_train`` images: epochs capped by ``max_steps``, warm-up as a
+    fraction of them (``tta`` is applied at prediction, not here)."""
+    epochs = settings.epochs
+    if settings.max_steps is not None:
+        steps_per_epoch = max(1, math.ceil(n_train / settings.batch_size))
+        epochs = max(1, min(epochs, math.ceil(settings.max_steps / steps_per_epoch)))
+    values = settings.model_dump(exclude={"tta", "max_steps", "warmup_fraction", "epochs"})
+    warmup = round(settings.warmup_fraction * epochs)
+    return EngineConfig(**values, epochs=epochs, warmup_epochs=warmup, seed=seed, progress=progress)
 
 
 def train_image_model(
@@ -125,7 +134,7 @@ def train_image_model(
     test = ImageTensorDataset(splits.test.images, splits.test.labels)
     trainer = Trainer(
         model,
-        engine_config(config.engine, config.seed, progress=progress),
+        engine_config(config.engine, config.seed, n_train=len(train), progress=progress),
         checkpoint_dir=checkpoint_dir,
     )
     fit = trainer.fit(train, val, resume=resume)

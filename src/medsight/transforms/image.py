@@ -27,11 +27,10 @@ def build_train_transform(config: AugmentConfig, image_size: int):
     """MONAI random transforms for ``(C, H, W)`` tensors in [0, 1]; ``None`` when all are off."""
     from monai.transforms import (
         Compose,
+        RandAdjustContrast,
         RandAffine,
         RandFlip,
         RandGaussianNoise,
-        RandScaleIntensity,
-        RandShiftIntensity,
     )
 
     steps = []
@@ -47,12 +46,11 @@ def build_train_transform(config: AugmentConfig, image_size: int):
                 rotate_range=math.radians(config.rotate_degrees),
                 scale_range=(config.zoom, config.zoom),
                 translate_range=(shift, shift),
-                padding_mode="border",
+                padding_mode="zeros",
             )
         )
-    if config.intensity:
-        steps.append(RandScaleIntensity(factors=config.intensity, prob=0.5))
-        steps.append(RandShiftIntensity(offsets=config.intensity, prob=0.5))
+    if config.gamma > 1.0:
+        steps.append(RandAdjustContrast(prob=1.0, gamma=(1.0 / config.gamma, config.gamma)))
     if config.noise_std:
         steps.append(RandGaussianNoise(prob=0.5, std=config.noise_std))
     return Compose(steps) if steps else None
