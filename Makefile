@@ -33,6 +33,7 @@ format: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/tabular.py
+	$(BIN)/python benchmarks/imaging.py --data ../shared/data/breastmnist/breastmnist.npz
 
 clean:
 	rm -rf $(VENV) runs build *.egg-info src/*.egg-info .pytest_cache .ruff_cache
