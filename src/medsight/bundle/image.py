@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from medsight.bundle.checksum import sha256_file
+from medsight.bundle.checksum import read_bundle_metadata, sha256_file
 from medsight.errors import BundleError, DataError
 from medsight.io.images import read_image_file, resize_image
 from medsight.runs import staged_directory
@@ -123,17 +123,7 @@ class ImageBundle:
     def load(cls, path: str | Path) -> ImageBundle:
         """Load a bundle folder, checking it is complete, of a known format and unmodified."""
         path = Path(path)
-        if not path.is_dir():
-            raise BundleError(f"{path}: not a bundle folder (expected a folder with bundle.json).")
-        missing = [name for name in FILES if not (path / name).exists()]
-        if missing:
-            raise BundleError(f"{path}: incomplete bundle, missing {', '.join(missing)}.")
-        metadata = json.loads((path / "bundle.json").read_text())
-        if metadata.get("task") != TASK or metadata.get("format") != BUNDLE_FORMAT:
-            raise BundleError(
-                f"{path}: bundle is task {metadata.get('task')!r}, format "
-                f"{metadata.get('format')!r}; this reader takes {TASK!r} format {BUNDLE_FORMAT}."
-            )
+        metadata = read_bundle_metadata(path, FILES, TASK, BUNDLE_FORMAT)
         for name, digest in metadata.get("sha256", {}).items():
             if sha256_file(path / name) != digest:
                 raise BundleError(f"{path}: {name} does not match its recorded checksum.")

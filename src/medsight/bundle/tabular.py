@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from medsight.bundle.checksum import sha256_file
+from medsight.bundle.checksum import read_bundle_metadata, sha256_file
 from medsight.data.schema import TableSchema, validate_frame
 from medsight.errors import BundleError
 from medsight.explain.tabular import explain_pipeline
@@ -82,17 +82,7 @@ class TabularBundle:
     def load(cls, path: str | Path) -> TabularBundle:
         """Load a bundle folder, checking it is complete, of a known format and unmodified."""
         path = Path(path)
-        if not path.is_dir():
-            raise BundleError(f"{path}: not a bundle folder (expected a folder with bundle.json).")
-        missing = [name for name in FILES if not (path / name).exists()]
-        if missing:
-            raise BundleError(f"{path}: incomplete bundle, missing {', '.join(missing)}.")
-        metadata = json.loads((path / "bundle.json").read_text())
-        if metadata.get("task") != TASK or metadata.get("format") != BUNDLE_FORMAT:
-            raise BundleError(
-                f"{path}: bundle is task {metadata.get('task')!r}, format "
-                f"{metadata.get('format')!r}; this version reads {TASK!r} format {BUNDLE_FORMAT}."
-            )
+        metadata = read_bundle_metadata(path, FILES, TASK, BUNDLE_FORMAT)
         if sha256_file(path / "model.joblib") != metadata.get("model_sha256"):
             raise BundleError(f"{path}: model.joblib does not match its recorded checksum.")
         schema = TableSchema.model_validate(yaml.safe_load((path / "schema.yaml").read_text()))

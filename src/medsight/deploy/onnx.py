@@ -25,6 +25,7 @@ from scipy.special import softmax
 from torch import nn
 
 from medsight.errors import BundleError, DataError
+from medsight.models.state import device_of, eval_mode
 
 logger = logging.getLogger(__name__)
 
@@ -58,8 +59,8 @@ def export_onnx(
     folder = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
     try:
         staged = folder / path.name
-        with _eval_mode(model), _quiet_exporter():
-            example = torch.rand(2, *shape, device=_device_of(model))  # batch 2: not specialised
+        with eval_mode(model), _quiet_exporter():
+            example = torch.rand(2, *shape, device=device_of(model))  # batch 2: not specialised
             try:
                 _export_dynamo(model, example, staged, opset)
             except Exception as exc:  # the dynamo exporter fails in many ways on exotic models
@@ -87,8 +88,8 @@ def max_abs_difference(model: nn.Module, onnx_path: str | Path, inputs: np.ndarr
     batch = np.ascontiguousarray(inputs, dtype=np.float32)
     if batch.ndim != 4 or len(batch) == 0:
         raise DataError(f"parity inputs must be a non-empty (N, C, H, W) array; got {batch.shape}.")
-    with _eval_mode(model), torch.no_grad():
-        expected = model(torch.from_numpy(batch).to(_device_of(model))).float().cpu().numpy()
+    with eval_mode(model), torch.no_grad():
+        expected = model(torch.from_numpy(batch).to(device_of(model))).float().cpu().numpy()
     actual = OnnxClassifier(onnx_path, threads=1).logits(batch)
     if expected.shape != actual.shape:
         raise BundleError(
@@ -244,22 +245,3 @@ def _quiet_exporter() -> Iterator[None]:
     finally:
         for name, level in levels.items():
             logging.getLogger(name).setLevel(level)
-
-
-@contextlib.contextmanager
-def _eval_mode(model: nn.Module) -> Iterator[None]:
-    """Eval mode inside; every sub-module's own train/eval flag restored afterwards."""
-    flags = [(module, module.training) for module in model.modules()]
-    model.eval()
-    try:
-        yield
-    finally:
-        for module, training in flags:
-            module.training = training
-
-
-def _device_of(model: nn.Module) -> torch.device:
-    tensor = next(model.parameters(), None)
-    if tensor is None:
-        tensor = next(model.buffers(), None)
-    return tensor.device if tensor is not None else torch.device("cpu")

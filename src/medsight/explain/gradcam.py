@@ -13,11 +13,10 @@ takes one class for the whole batch.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -29,6 +28,7 @@ from torch import nn
 
 from medsight.errors import ConfigError, DataError
 from medsight.evaluate.plots import figure_to_png_base64, figure_to_png_bytes
+from medsight.models.state import device_of, eval_mode
 
 logger = logging.getLogger(__name__)
 
@@ -62,7 +62,7 @@ def default_target_layer(model: nn.Module, example: torch.Tensor | None = None) 
         )
     if example is None:
         example = torch.zeros(1, convs[0].in_channels, 64, 64)
-    probe = _as_batch(example)[:1].to(_device_of(model))
+    probe = _as_batch(example)[:1].to(device_of(model))
     finished: list[tuple[str, tuple[int, ...] | None]] = []
 
     def record(module: nn.Module, _inputs: object, output: object) -> None:
@@ -72,7 +72,7 @@ def default_target_layer(model: nn.Module, example: torch.Tensor | None = None) 
     # hand-made probe: no library reports the order in which modules finish on a real input
     handles = [module.register_forward_hook(record) for module in names if module is not model]
     try:
-        with _eval_mode(model), torch.no_grad():
+        with eval_mode(model), torch.no_grad():
             model(probe)
     except Exception as exc:  # any failure of an arbitrary model's forward on the probe
         raise ConfigError(
@@ -122,8 +122,8 @@ def gradcam(
             f"Grad-CAM layer '{name}' is not a sub-module of {type(model).__name__}; "
             f"e.g. '{default_target_layer(model, batch)}' (names as in model.named_modules())."
         )
-    device = _device_of(model)
-    with _eval_mode(model), torch.inference_mode(False), torch.enable_grad():
+    device = device_of(model)
+    with eval_mode(model), torch.inference_mode(False), torch.enable_grad():
         batch = batch.to(device)
         targets = _targets(model, batch, target_class)
         explainer = LayerGradCam(model, modules[name])
@@ -268,25 +268,6 @@ def save_gradcam_png(
 
 
 # ---------------------------------------------------------------------------------- helpers
-
-
-@contextlib.contextmanager
-def _eval_mode(model: nn.Module) -> Iterator[None]:
-    """Eval mode inside; every sub-module's own train/eval flag restored afterwards."""
-    flags = [(module, module.training) for module in model.modules()]
-    model.eval()
-    try:
-        yield
-    finally:
-        for module, training in flags:
-            module.training = training
-
-
-def _device_of(model: nn.Module) -> torch.device:
-    tensor = next(model.parameters(), None)
-    if tensor is None:
-        tensor = next(model.buffers(), None)
-    return tensor.device if tensor is not None else torch.device("cpu")
 
 
 def _as_batch(images: torch.Tensor | np.ndarray) -> torch.Tensor:
