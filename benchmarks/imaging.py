@@ -141,9 +141,37 @@ def measure_latency(model: nn.Module, shape: tuple[int, int, int]) -> dict[str, 
     return {"onnx": onnx, "torch": eager_latency}
 
 
-def run(data: str, seeds: list[int]) -> dict[str, Any]:
+def latency_only(data: str, model_name: str | None) -> dict[str, Any]:
+    """Latency of a freshly initialised network of the chosen architecture (no training)."""
     torch.set_num_threads(THREADS)
     config = ImageTrainConfig(data=ImageDataConfig(path=data))
+    if model_name:
+        config.model.name = model_name
+    splits = load_image_splits(config.data, seed=0)
+    mean, std = channel_statistics(splits.train.images)
+    spec = {
+        "name": config.model.name,
+        "params": config.model.params,
+        "in_channels": splits.train.channels,
+        "num_classes": len(splits.class_names),
+    }
+    model = build_network(spec, {"mean": mean, "std": std}).eval()
+    latency = measure_latency(model, splits.train.image_shape)
+    return {
+        "benchmark": "imaging-latency",
+        "data": splits.source,
+        "model": config.model.name,
+        "threads": THREADS,
+        "trained": False,
+        "latency_ms": latency,
+    }
+
+
+def run(data: str, seeds: list[int], model_name: str | None = None) -> dict[str, Any]:
+    torch.set_num_threads(THREADS)
+    config = ImageTrainConfig(data=ImageDataConfig(path=data))
+    if model_name:
+        config.model.name = model_name
     splits = load_image_splits(config.data, seed=0)
     log(f"{splits.source}: " + ", ".join(f"{n} {len(s)}" for n, s in splits.items()))
     positive = positive_index(splits, None)
@@ -207,8 +235,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", required=True, help=".npz path or medmnist:NAME")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--model", help="registered image model (default: the config's)")
+    parser.add_argument(
+        "--latency-only",
+        action="store_true",
+        help="only time single-image inference of an untrained network of --model",
+    )
     args = parser.parse_args()
-    print(json.dumps(run(args.data, args.seeds)))
+    if args.latency_only:
+        print(json.dumps(latency_only(args.data, args.model)))
+        return
+    print(json.dumps(run(args.data, args.seeds, args.model)))
 
 
 if __name__ == "__main__":
