@@ -31,8 +31,8 @@ from torch.utils.data import DataLoader, Dataset
 from medsight.config import ImageDataConfig, ImageTrainConfig
 from medsight.deploy.onnx import OnnxClassifier, export_onnx, latency_ms
 from medsight.tasks.image import (
-    build_network,
     engine_config,
+    new_network,
     positive_index,
     score_test,
     train_image_model,
@@ -42,7 +42,6 @@ from medsight.train.engine import Trainer
 from medsight.transforms.image import (
     ImageTensorDataset,
     build_train_transform,
-    channel_statistics,
 )
 
 SPEED_EPOCHS = 3
@@ -89,21 +88,14 @@ def engine_speed(model: nn.Module, config: ImageTrainConfig, train: Dataset, val
 
 def compare_speed(config: ImageTrainConfig, splits: ImageSplits) -> dict[str, float]:
     """Engine vs plain loop, alternating rounds on fresh copies of the same model and data."""
-    channels, size, _ = splits.train.image_shape
-    mean, std = channel_statistics(splits.train.images)
-    spec = {
-        "name": config.model.name,
-        "params": config.model.params,
-        "in_channels": channels,
-        "num_classes": len(splits.class_names),
-    }
+    size = splits.train.image_shape[1]
     transform = build_train_transform(config.augment, size)
     train = ImageTensorDataset(splits.train.images, splits.train.labels, transform, seed=0)
     val = ImageTensorDataset(splits.val.images, splits.val.labels)
     plain, engine = [], []
     for round_ in range(SPEED_ROUNDS):
         torch.manual_seed(round_)
-        model = build_network(spec, {"mean": mean, "std": std})
+        model, _, _ = new_network(config, splits)
         plain.append(
             plain_loop(
                 model,
@@ -114,7 +106,7 @@ def compare_speed(config: ImageTrainConfig, splits: ImageSplits) -> dict[str, fl
             )
         )
         torch.manual_seed(round_)
-        model = build_network(spec, {"mean": mean, "std": std})
+        model, _, _ = new_network(config, splits)
         engine.append(engine_speed(model, config, train, val))
         log(f"speed round {round_}: plain {plain[-1]:.0f} img/s, engine {engine[-1]:.0f} img/s")
     return {
@@ -141,21 +133,19 @@ def measure_latency(model: nn.Module, shape: tuple[int, int, int]) -> dict[str, 
     return {"onnx": onnx, "torch": eager_latency}
 
 
-def latency_only(data: str, model_name: str | None) -> dict[str, Any]:
-    """Latency of a freshly initialised network of the chosen architecture (no training)."""
+def setup(data: str, model_name: str | None) -> tuple[ImageTrainConfig, ImageSplits]:
+    """The default configuration (optionally another model) and the data's official splits."""
     torch.set_num_threads(THREADS)
     config = ImageTrainConfig(data=ImageDataConfig(path=data))
     if model_name:
         config.model.name = model_name
-    splits = load_image_splits(config.data, seed=0)
-    mean, std = channel_statistics(splits.train.images)
-    spec = {
-        "name": config.model.name,
-        "params": config.model.params,
-        "in_channels": splits.train.channels,
-        "num_classes": len(splits.class_names),
-    }
-    model = build_network(spec, {"mean": mean, "std": std}).eval()
+    return config, load_image_splits(config.data, seed=0)
+
+
+def latency_only(data: str, model_name: str | None) -> dict[str, Any]:
+    """Latency of a freshly initialised network of the chosen architecture (no training)."""
+    config, splits = setup(data, model_name)
+    model, _, _ = new_network(config, splits)
     latency = measure_latency(model, splits.train.image_shape)
     return {
         "benchmark": "imaging-latency",
@@ -168,11 +158,7 @@ def latency_only(data: str, model_name: str | None) -> dict[str, Any]:
 
 
 def run(data: str, seeds: list[int], model_name: str | None = None) -> dict[str, Any]:
-    torch.set_num_threads(THREADS)
-    config = ImageTrainConfig(data=ImageDataConfig(path=data))
-    if model_name:
-        config.model.name = model_name
-    splits = load_image_splits(config.data, seed=0)
+    config, splits = setup(data, model_name)
     log(f"{splits.source}: " + ", ".join(f"{n} {len(s)}" for n, s in splits.items()))
     positive = positive_index(splits, None)
     per_seed, last_model = [], None

@@ -16,6 +16,7 @@ from rich.console import Console
 
 from medsight.config import EngineSettings, ImageDataConfig, ImageTrainConfig
 from medsight.errors import DataError
+from medsight.io.images import channels_last
 from medsight.io.medmnist import locate_medmnist
 
 EXAMPLES = 3
@@ -76,8 +77,7 @@ def _write_examples(test, folder: Path) -> tuple[list[Path], list[str]]:
     chosen += [i for i in range(len(test)) if i not in chosen][: EXAMPLES - len(chosen)]
     files, truth = [], []
     for index in chosen:
-        pixels = np.moveaxis(test.images[index], 0, -1)
-        pixels = (pixels[..., 0] if pixels.shape[-1] == 1 else pixels) * 255.0
+        pixels = channels_last(test.images[index]) * 255.0
         path = folder / f"case-{index:04d}.png"
         Image.fromarray(np.round(pixels).astype(np.uint8)).save(path)
         files.append(path)

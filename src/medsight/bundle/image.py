@@ -24,7 +24,7 @@ from torch import nn
 
 from medsight.bundle.checksum import read_bundle_metadata, sha256_file
 from medsight.errors import BundleError, DataError
-from medsight.io.images import read_image_file, resize_image
+from medsight.io.images import resize_image
 from medsight.runs import staged_directory
 from medsight.transforms.image import TTA_AXES
 
@@ -190,15 +190,6 @@ class ImageBundle:
         classifier = self._classifier()
         views = [images, *(_flip(images, name) for name in self.tta)]
         return np.mean([classifier.predict_proba(view) for view in views], axis=0)
-
-    def predict_files(self, paths: list[Path]) -> list[ImagePrediction]:
-        """Read, prepare and predict image files (PNG, JPEG, DICOM, NIfTI)."""
-        prepared = [self.prepare(read_image_file(p), str(p)) for p in paths]
-        probabilities = self.predict_proba(np.stack([image for image, _ in prepared]))
-        return [
-            self.prediction(str(p), row, warnings)
-            for p, row, (_, warnings) in zip(paths, probabilities, prepared, strict=True)
-        ]
 
     def prediction(self, source: str, row: np.ndarray, warnings: list[str]) -> ImagePrediction:
         best = int(row.argmax())

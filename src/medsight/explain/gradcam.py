@@ -28,6 +28,7 @@ from torch import nn
 
 from medsight.errors import ConfigError, DataError
 from medsight.evaluate.plots import figure_to_png_base64, figure_to_png_bytes
+from medsight.io.images import channels_last
 from medsight.models.state import device_of, eval_mode
 
 logger = logging.getLogger(__name__)
@@ -265,6 +266,21 @@ def save_gradcam_png(
         Path(temporary).unlink(missing_ok=True)
         raise
     return path
+
+
+def save_gradcam_pngs(
+    model: nn.Module,
+    images: np.ndarray,
+    target_classes: Sequence[int],
+    paths: Sequence[Path],
+    titles: Sequence[str],
+) -> list[Path]:
+    """Grad-CAM of each ``(C, H, W)`` image for its target class, written to its path as PNG."""
+    heatmaps = gradcam(model, images, target_class=[int(k) for k in target_classes])
+    return [
+        save_gradcam_png(channels_last(image), heatmap, path, title=title)
+        for image, heatmap, path, title in zip(images, heatmaps, paths, titles, strict=True)
+    ]
 
 
 # ---------------------------------------------------------------------------------- helpers

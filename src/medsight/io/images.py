@@ -152,6 +152,11 @@ def _min_max(pixels: np.ndarray) -> np.ndarray:
     return (pixels - low) / (high - low)
 
 
+def channels_last(image: np.ndarray) -> np.ndarray:
+    """``(C, H, W)`` as a picture: ``(H, W)`` for grey, ``(H, W, 3)`` for colour."""
+    return image[0] if image.shape[0] == 1 else np.moveaxis(image, 0, -1)
+
+
 # --------------------------------------------------------------------------------------- sets
 
 

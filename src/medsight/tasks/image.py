@@ -42,8 +42,6 @@ from medsight.transforms.image import (
 
 logger = logging.getLogger(__name__)
 Stage = Callable[[str], None]
-HEADLINE_BINARY = ("auroc", "accuracy", "sensitivity", "specificity")
-HEADLINE_MULTICLASS = ("macro_auroc", "accuracy", "macro_f1", "balanced_accuracy")
 
 
 @dataclass
@@ -102,15 +100,11 @@ def engine_config(
     return EngineConfig(**values, epochs=epochs, warmup_epochs=warmup, seed=seed, progress=progress)
 
 
-def train_image_model(
-    config: ImageTrainConfig,
-    splits: ImageSplits,
-    *,
-    checkpoint_dir: Path | None = None,
-    resume: bool = False,
-    progress: bool = True,
-) -> TrainedImageModel:
-    """Train on ``splits.train``, early-stop on ``splits.val``, predict ``splits.test`` once."""
+def new_network(
+    config: ImageTrainConfig, splits: ImageSplits
+) -> tuple[nn.Module, dict[str, Any], dict[str, list[float]]]:
+    """An untrained network for ``splits`` (with optional local weights), its spec for the bundle
+    and the training images' channel normalisation."""
     channels, height, _ = splits.train.image_shape
     spec = {
         "name": config.model.name,
@@ -125,7 +119,20 @@ def train_image_model(
     model = build_network(spec, normalisation)
     check_input_size(model.network, config.model.name, height)
     spec["params"].pop("weights", None)  # the bundle carries the trained weights itself
+    return model, spec, normalisation
 
+
+def train_image_model(
+    config: ImageTrainConfig,
+    splits: ImageSplits,
+    *,
+    checkpoint_dir: Path | None = None,
+    resume: bool = False,
+    progress: bool = True,
+) -> TrainedImageModel:
+    """Train on ``splits.train``, early-stop on ``splits.val``, predict ``splits.test`` once."""
+    model, spec, normalisation = new_network(config, splits)
+    height = splits.train.image_shape[1]
     transform = build_train_transform(config.augment, height)
     train = ImageTensorDataset(
         splits.train.images, splits.train.labels, transform, seed=config.seed
@@ -142,7 +149,7 @@ def train_image_model(
     test_probabilities = trainer.predict_proba(test, tta=tta_functions(tta))
     seconds = float(sum(record.train_seconds for record in fit.history))
     return TrainedImageModel(
-        trainer.model if hasattr(trainer, "model") else model,
+        trainer.model,
         fit,
         tta,
         test_probabilities,
@@ -256,7 +263,6 @@ def run_image(
         report = build_image_report(config, splits, trained, metrics, bundle.metadata, examples)
         report.write(staging / "report.html")
     shutil.rmtree(checkpoints, ignore_errors=True)
-    bundle = ImageBundle.load(final / "bundle")
     say(f"Wrote {final}")
     return ImageRunResult(final, final / "report.html", final / "bundle", metrics, trained, splits)
 

@@ -6,7 +6,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
 from medsight.bundle.image import ImageBundle
 from medsight.errors import DataError
@@ -59,18 +58,11 @@ def _gradcams(
     files: list[Path],
     folder: Path,
 ) -> list[Path]:
-    from medsight.explain.gradcam import gradcam, save_gradcam_png
+    from medsight.explain.gradcam import save_gradcam_pngs
 
-    model = bundle.torch_model()
     predicted = probabilities.argmax(axis=1)
-    heatmaps = gradcam(model, torch.from_numpy(images), target_class=[int(k) for k in predicted])
-    paths = []
-    for index, (file, heatmap) in enumerate(zip(files, heatmaps, strict=True)):
-        label = bundle.class_names[predicted[index]]
-        title = f"{label} p={probabilities[index, predicted[index]]:.2f}"
-        picture = np.moveaxis(images[index], 0, -1)
-        picture = picture[..., 0] if picture.shape[-1] == 1 else picture
-        paths.append(
-            save_gradcam_png(picture, heatmap, folder / f"{file.stem}-gradcam.png", title=title)
-        )
-    return paths
+    titles = [
+        f"{bundle.class_names[k]} p={probabilities[i, k]:.2f}" for i, k in enumerate(predicted)
+    ]
+    paths = [folder / f"{file.stem}-gradcam.png" for file in files]
+    return save_gradcam_pngs(bundle.torch_model(), images, predicted, paths, titles)

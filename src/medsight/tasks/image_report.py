@@ -8,7 +8,6 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
-import torch
 from matplotlib.figure import Figure
 from torch import nn
 
@@ -21,6 +20,10 @@ from medsight.evaluate.report import Report
 if TYPE_CHECKING:
     from medsight.tasks.image import TrainedImageModel
     from medsight.tasks.image_data import ImageSplits
+
+
+HEADLINE_BINARY = ("auroc", "accuracy", "sensitivity", "specificity")
+HEADLINE_MULTICLASS = ("macro_auroc", "accuracy", "macro_f1", "balanced_accuracy")
 
 
 @dataclass
@@ -45,7 +48,7 @@ def gradcam_examples(
     seed: int,
 ) -> list[GradCamExample]:
     """Grad-CAM PNGs for up to ``count`` test cases, half correctly and half wrongly predicted."""
-    from medsight.explain.gradcam import gradcam, save_gradcam_png
+    from medsight.explain.gradcam import save_gradcam_pngs
 
     if count == 0:
         return []
@@ -58,20 +61,25 @@ def gradcam_examples(
     chosen = np.concatenate([right_pick, wrong_pick]).astype(int)
     if not len(chosen):
         return []
-    images = torch.from_numpy(splits.test.images[chosen])
-    heatmaps = gradcam(model, images, target_class=[int(predicted[i]) for i in chosen])
     folder.mkdir(parents=True, exist_ok=True)
-    examples = []
-    for row, index in enumerate(chosen):
-        label, guess = names[splits.test.labels[index]], names[predicted[index]]
-        p = float(probabilities[index, predicted[index]])
-        title = f"predicted {guess} (p={p:.2f}); reference {label}"
-        image = np.moveaxis(splits.test.images[index], 0, -1)
-        image = image[..., 0] if image.shape[-1] == 1 else image
-        path = save_gradcam_png(image, heatmaps[row], folder / f"test-{index:05d}.png", title=title)
-        examples.append(
-            GradCamExample(splits.test.sources[index], label, guess, p, bool(correct[index]), path)
+    paths = [folder / f"test-{index:05d}.png" for index in chosen]
+    titles = [
+        f"predicted {names[predicted[i]]} (p={probabilities[i, predicted[i]]:.2f}); "
+        f"reference {names[splits.test.labels[i]]}"
+        for i in chosen
+    ]
+    save_gradcam_pngs(model, splits.test.images[chosen], predicted[chosen], paths, titles)
+    examples = [
+        GradCamExample(
+            splits.test.sources[index],
+            names[splits.test.labels[index]],
+            names[predicted[index]],
+            float(probabilities[index, predicted[index]]),
+            bool(correct[index]),
+            path,
         )
+        for index, path in zip(chosen, paths, strict=True)
+    ]
     return examples
 
 
@@ -93,11 +101,7 @@ def build_image_report(
             "figures are from the held-out test split, scored once."
         ),
     )
-    headline = (
-        ("auroc", "accuracy", "sensitivity", "specificity")
-        if binary
-        else ("macro_auroc", "accuracy", "macro_f1", "balanced_accuracy")
-    )
+    headline = HEADLINE_BINARY if binary else HEADLINE_MULTICLASS
     fit = trained.fit
     summary = report.add_section(
         "Summary",
