@@ -30,3 +30,17 @@ def shared_file(*parts: str) -> Path:
     if not path.exists():
         pytest.skip(f"needs {path} (../shared/data is not available on this machine)")
     return path
+
+
+def small_densenet() -> object:
+    """A test-sized MONAI DenseNet (the same layer types as DenseNet-121, far fewer of them)."""
+    from monai.networks.nets import DenseNet
+
+    return DenseNet(
+        spatial_dims=2,
+        in_channels=1,
+        out_channels=2,
+        init_features=8,
+        growth_rate=8,
+        block_config=(2, 2, 2, 2),
+    )

@@ -8,9 +8,9 @@ import numpy as np
 import onnx
 import pytest
 import torch
-from monai.networks.nets import DenseNet, resnet18
 from torch import nn
 
+from conftest import small_densenet
 from medsight.deploy.onnx import (
     OnnxClassifier,
     export_onnx,
@@ -18,37 +18,14 @@ from medsight.deploy.onnx import (
     max_abs_difference,
 )
 from medsight.errors import BundleError, DataError
-from medsight.models.imaging import small_cnn
+from medsight.models.imaging import resnet18_28, small_cnn
 from medsight.transforms.image import Standardize
-
-
-def _small_densenet() -> nn.Module:
-    return DenseNet(
-        spatial_dims=2,
-        in_channels=1,
-        out_channels=2,
-        init_features=8,
-        growth_rate=8,
-        block_config=(2, 2, 2, 2),
-    )
-
-
-def _resnet() -> nn.Module:
-    return resnet18(
-        spatial_dims=2,
-        n_input_channels=3,
-        num_classes=3,
-        conv1_t_size=3,
-        conv1_t_stride=1,
-        no_max_pool=True,
-    )
-
 
 # name: (factory, (C, H, W), classes)
 MODELS = {
     "small_cnn": (lambda: Standardize(small_cnn(width=8), [0.4], [0.2]), (1, 28, 28), 2),
-    "resnet18_28": (_resnet, (3, 28, 28), 3),
-    "densenet": (_small_densenet, (1, 32, 32), 2),
+    "resnet18_28": (lambda: resnet18_28(in_channels=3, num_classes=3), (3, 28, 28), 3),
+    "densenet": (small_densenet, (1, 32, 32), 2),
 }
 
 
@@ -196,7 +173,7 @@ def test_torchscript_fallback_when_dynamo_fails(
 
     monkeypatch.setattr(deploy_onnx, "_export_dynamo", refuse)
     torch.manual_seed(0)
-    model = _resnet()
+    model = resnet18_28(in_channels=3, num_classes=3)
     path = export_onnx(model, tmp_path / "fallback.onnx", input_shape=(3, 28, 28))
     assert [p.name for p in tmp_path.iterdir()] == ["fallback.onnx"]
     rng = np.random.default_rng(2)

@@ -9,10 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from monai.networks.nets import DenseNet, resnet18
 from PIL import Image
 from torch import nn
 
+from conftest import small_densenet
 from medsight.errors import ConfigError, DataError
 from medsight.explain.gradcam import (
     default_target_layer,
@@ -21,7 +21,7 @@ from medsight.explain.gradcam import (
     overlay,
     save_gradcam_png,
 )
-from medsight.models.imaging import small_cnn
+from medsight.models.imaging import resnet18_28, small_cnn
 from medsight.transforms.image import Standardize
 
 SIZE = 28
@@ -32,32 +32,14 @@ def _one_thread() -> None:
     torch.set_num_threads(1)
 
 
-def _small_densenet() -> nn.Module:
-    return DenseNet(
-        spatial_dims=2,
-        in_channels=1,
-        out_channels=2,
-        init_features=8,
-        growth_rate=8,
-        block_config=(2, 2, 2, 2),
-    )
-
-
 def _resnet() -> nn.Module:
-    return resnet18(
-        spatial_dims=2,
-        n_input_channels=1,
-        num_classes=2,
-        conv1_t_size=3,
-        conv1_t_stride=1,
-        no_max_pool=True,
-    )
+    return resnet18_28(in_channels=1, num_classes=2)
 
 
 MODELS = {
     "small_cnn": (lambda: small_cnn(width=8), SIZE),
     "resnet18_28": (_resnet, SIZE),
-    "densenet": (_small_densenet, 64),
+    "densenet": (small_densenet, 64),
 }
 
 
@@ -217,7 +199,7 @@ def test_target_classes_differ_and_are_validated() -> None:
 def test_default_target_layer_rule_and_override() -> None:
     assert default_target_layer(small_cnn(width=8)) == "4"
     assert default_target_layer(_resnet()) == "layer4"
-    assert default_target_layer(_small_densenet()) == "class_layers.relu"
+    assert default_target_layer(small_densenet()) == "class_layers.relu"
     wrapped = Standardize(_resnet(), [0.5], [0.25])
     assert default_target_layer(wrapped) == "network.layer4"
     assert default_target_layer(_tiny_cnn()) == "6"  # the ReLU after the last conv
