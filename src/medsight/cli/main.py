@@ -109,6 +109,7 @@ def train(
         run_image_with_progress,
         train_with_progress,
     )
+    from medsight.train.distributed import launch_rank
 
     task_name = {"image": IMAGE_TASK, "tabular": "tabular-classification", None: None}.get(task)
     if task is not None and task_name is None:
@@ -127,7 +128,9 @@ def train(
             "output_dir": output,
         }
         image_config = resolve_train_config(config, image_overrides, task=IMAGE_TASK)
-        print_image_run(console, run_image_with_progress(console, image_config, resume=resume))
+        result = run_image_with_progress(console, image_config, resume=resume)
+        if launch_rank() == 0:  # under torchrun only rank 0 reports
+            print_image_run(console, result)
         return
 
     overrides = {

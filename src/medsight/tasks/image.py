@@ -30,6 +30,7 @@ from medsight.models.imaging import check_input_size
 from medsight.models.registry import create_model, get_model_entry
 from medsight.runs import run_name, staged_directory
 from medsight.tasks.image_data import ImageSplits, load_image_splits
+from medsight.train.distributed import DistributedContext, init_from_env
 from medsight.train.engine import EngineConfig, FitResult, Trainer
 from medsight.transforms.image import (
     ImageTensorDataset,
@@ -129,8 +130,13 @@ def train_image_model(
     checkpoint_dir: Path | None = None,
     resume: bool = False,
     progress: bool = True,
+    distributed: DistributedContext | None = None,
 ) -> TrainedImageModel:
-    """Train on ``splits.train``, early-stop on ``splits.val``, predict ``splits.test`` once."""
+    """Train on ``splits.train``, early-stop on ``splits.val``, predict ``splits.test`` once.
+
+    Under ``torchrun`` pass the job's ``distributed`` context: every rank trains its shard and
+    ends with the same weights and test probabilities.
+    """
     model, spec, normalisation = new_network(config, splits)
     height = splits.train.image_shape[1]
     transform = build_train_transform(config.augment, height)
@@ -143,6 +149,7 @@ def train_image_model(
         model,
         engine_config(config.engine, config.seed, n_train=len(train), progress=progress),
         checkpoint_dir=checkpoint_dir,
+        distributed=distributed,
     )
     fit = trainer.fit(train, val, resume=resume)
     tta = tta_names(config.augment) if config.engine.tta else []
@@ -209,10 +216,29 @@ def run_image(
     stage: Stage | None = None,
     progress: bool = True,
 ) -> ImageRunResult:
-    """The whole run: data, training, test scoring, bundle, Grad-CAM examples and report."""
-    from medsight.tasks.image_report import build_image_report, gradcam_examples, model_card
+    """The whole run: data, training, test scoring, bundle, Grad-CAM examples and report.
 
-    say = stage or (lambda message: logger.info(message))
+    Started under ``torchrun`` (``torchrun --nproc_per_node N -m medsight.cli.main train ...``)
+    every rank trains its share of each batch with DDP; rank 0 alone writes the run folder and
+    reports progress, and every rank returns the same result.
+    """
+    with init_from_env() as ctx:
+        say = (stage or (lambda message: logger.info(message))) if ctx.is_main else _silent
+        return _run_image(config, ctx, resume=resume, say=say, progress=progress)
+
+
+def _silent(message: str) -> None:
+    """The stage reporter of ranks other than 0."""
+
+
+def _run_image(
+    config: ImageTrainConfig,
+    ctx: DistributedContext,
+    *,
+    resume: bool,
+    say: Stage,
+    progress: bool,
+) -> ImageRunResult:
     splits = load_image_splits(config.data, seed=config.seed)
     say(
         f"Data: {splits.source}: "
@@ -221,12 +247,18 @@ def run_image(
     )
     checkpoints = checkpoint_folder(config, splits.source)
     trained = train_image_model(
-        config, splits, checkpoint_dir=checkpoints, resume=resume, progress=progress
+        config,
+        splits,
+        checkpoint_dir=checkpoints,
+        resume=resume,
+        progress=progress,
+        distributed=ctx,
     )
     fit = trained.fit
     say(
         f"Trained {config.model.name}: best epoch {fit.best_epoch} of {fit.epochs_run} "
         f"(val AUROC {fit.best_score:.3f}), {trained.train_seconds:.0f} s"
+        + (f" on {ctx.world_size} processes" if ctx.is_distributed else "")
     )
     positive = positive_index(splits, config.data.positive_class)
     metrics = score_test(
@@ -236,8 +268,27 @@ def run_image(
         n_bootstrap=config.evaluation.n_bootstrap,
         seed=config.seed,
     )
-    name = run_name(config.name or f"image-{_source_stem(splits.source)}")
-    final = config.output_dir / name
+    final: Path | None = None
+    if ctx.is_main:
+        final = _write_run_folder(config, splits, trained, metrics, positive)
+        shutil.rmtree(checkpoints, ignore_errors=True)
+        say(f"Wrote {final}")
+    final = ctx.broadcast_object(final)
+    assert final is not None
+    return ImageRunResult(final, final / "report.html", final / "bundle", metrics, trained, splits)
+
+
+def _write_run_folder(
+    config: ImageTrainConfig,
+    splits: ImageSplits,
+    trained: TrainedImageModel,
+    metrics: dict[str, Estimate],
+    positive: int,
+) -> Path:
+    """Bundle, Grad-CAM examples, tables, config, metrics and report, renamed into place whole."""
+    from medsight.tasks.image_report import build_image_report, gradcam_examples, model_card
+
+    final = config.output_dir / run_name(config.name or f"image-{_source_stem(splits.source)}")
     with staged_directory(final) as staging:
         metadata = _bundle_metadata(config, splits, trained, metrics, positive)
         card = model_card(config, splits, trained, metrics, metadata)
@@ -262,9 +313,7 @@ def run_image(
         (staging / "metrics.json").write_text(json.dumps(metrics_json, indent=2))
         report = build_image_report(config, splits, trained, metrics, bundle.metadata, examples)
         report.write(staging / "report.html")
-    shutil.rmtree(checkpoints, ignore_errors=True)
-    say(f"Wrote {final}")
-    return ImageRunResult(final, final / "report.html", final / "bundle", metrics, trained, splits)
+    return final
 
 
 def _bundle_metadata(

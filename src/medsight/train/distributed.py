@@ -25,7 +25,13 @@ from torch.utils.data import Sampler
 
 from medsight.errors import ConfigError
 
-__all__ = ["DistributedContext", "ShardedSampler", "current_context", "init_from_env"]
+__all__ = [
+    "DistributedContext",
+    "ShardedSampler",
+    "current_context",
+    "init_from_env",
+    "launch_rank",
+]
 
 
 @dataclass
@@ -151,6 +157,11 @@ def init_from_env(backend: str | None = None) -> DistributedContext:
         device=device,
         owns_group=owns,
     )
+
+
+def launch_rank() -> int:
+    """This process's rank as torchrun launched it (0 outside torchrun)."""
+    return _env_int("RANK", 0)
 
 
 def current_context() -> DistributedContext:

@@ -467,6 +467,7 @@ class Trainer:
             pin_memory=self.device.type == "cuda" and cfg.num_workers > 0,
             drop_last=drop_last,
             generator=generator,
+            worker_init_fn=seed_worker if cfg.num_workers > 0 else None,
         )
 
     def _eval_loader(self, data: Dataset, batch_size: int | None = None) -> DataLoader:
@@ -889,6 +890,18 @@ class Trainer:
             self.model.train(was_training)
         probabilities = torch.cat(parts).double()
         return (probabilities / probabilities.sum(dim=1, keepdim=True)).numpy()
+
+
+def seed_worker(worker_id: int) -> None:
+    """Give each DataLoader worker its own augmentation stream.
+
+    Workers start from copies of the dataset, so transforms with their own random state would
+    repeat each other; a dataset with ``seed_worker(worker_id)`` is reseeded per worker here.
+    """
+    info = torch.utils.data.get_worker_info()
+    reseed = getattr(info.dataset if info is not None else None, "seed_worker", None)
+    if reseed is not None:
+        reseed(worker_id)
 
 
 def _identity(x: Tensor) -> Tensor:

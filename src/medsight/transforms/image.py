@@ -74,7 +74,8 @@ class ImageTensorDataset(Dataset):
     """In-memory images ``(N, C, H, W)`` with labels; random augmentation reseeded every epoch.
 
     ``set_epoch`` (called by the training engine) reseeds the transforms from (seed, epoch, rank),
-    so a resumed run draws exactly the augmentations an uninterrupted one would have.
+    so a resumed run draws exactly the augmentations an uninterrupted one would have. In
+    DataLoader workers ``seed_worker`` adds the worker id, so workers do not repeat each other.
     """
 
     def __init__(
@@ -91,15 +92,25 @@ class ImageTensorDataset(Dataset):
         self.transform = transform
         self.seed = seed
         self.rank = rank
+        self.epoch = 0
         self.set_epoch(0)
 
     def __len__(self) -> int:
         return len(self.labels)
 
     def set_epoch(self, epoch: int) -> None:
+        """Reseed the augmentation for ``epoch`` (in the main process, or DataLoader worker 0)."""
+        self.epoch = epoch
+        self._reseed(worker=0)
+
+    def seed_worker(self, worker_id: int) -> None:
+        """Reseed this worker's copy of the dataset (the engine's ``worker_init_fn`` calls it)."""
+        self._reseed(worker=worker_id)
+
+    def _reseed(self, worker: int) -> None:
         if self.transform is not None:
-            key = f"{self.seed}:{epoch}:{self.rank}".encode()
-            self.transform.set_random_state(seed=zlib.crc32(key))
+            key = f"{self.seed}:{self.epoch}:{self.rank}" + (f":{worker}" if worker else "")
+            self.transform.set_random_state(seed=zlib.crc32(key.encode()))
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         image = self.images[index]
