@@ -8,7 +8,8 @@ Captum's ``LayerGradCam`` computes the maps, not ``monai.visualize.GradCAM``: Ca
 hook for one call and removes it, takes one target class per image, and differentiates with
 ``torch.autograd.grad`` so the model's ``.grad`` buffers are never touched. MONAI's wrapper keeps
 its hooks on the model for good, calls ``backward()`` (accumulating parameter gradients) and
-takes one class for the whole batch.
+takes one class for the whole batch. An ensemble's map is the mean of its members' maps for the
+ensemble's class.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from torch import nn
 from medsight.errors import ConfigError, DataError
 from medsight.evaluate.plots import figure_to_png_base64, figure_to_png_bytes
 from medsight.io.images import channels_last
+from medsight.models.ensemble import ProbabilityAverage
 from medsight.models.state import device_of, eval_mode
 
 logger = logging.getLogger(__name__)
@@ -115,6 +117,8 @@ def gradcam(
     from captum.attr import LayerAttribution, LayerGradCam
 
     batch = _as_batch(images)
+    if isinstance(model, ProbabilityAverage) and layer is None:
+        return _ensemble_gradcam(model, batch, target_class, batch_size)
     height, width = batch.shape[-2:]
     name = layer if layer is not None else default_target_layer(model, batch)
     modules = dict(model.named_modules())
@@ -157,6 +161,22 @@ def gradcam(
             upsampled = LayerAttribution.interpolate(attribution, (height, width), "bilinear")
             maps.append(upsampled.detach()[:, 0].cpu().numpy())
     return _normalise(np.concatenate(maps).astype(np.float32))
+
+
+def _ensemble_gradcam(
+    model: ProbabilityAverage,
+    batch: torch.Tensor,
+    target_class: int | Sequence[int] | None,
+    batch_size: int,
+) -> np.ndarray:
+    """The mean of the members' maps for the ensemble's class (each member at its own layer)."""
+    with eval_mode(model):
+        targets = _targets(model, batch.to(device_of(model)), target_class)
+    maps = [
+        gradcam(member, batch, target_class=targets, batch_size=batch_size)
+        for member in model.members
+    ]
+    return _normalise(np.mean(maps, axis=0).astype(np.float32))
 
 
 def overlay(

@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import torch
 from torch import nn
 
 from medsight.bundle.image import ImageBundle
@@ -26,6 +27,7 @@ from medsight.config import EngineSettings, ImageTrainConfig, dump_config
 from medsight.data.fingerprint import package_versions
 from medsight.errors import ConfigError
 from medsight.evaluate.bootstrap import Estimate, binary_metrics_with_ci, multiclass_metrics_with_ci
+from medsight.models.ensemble import ProbabilityAverage, member_seed
 from medsight.models.imaging import check_input_size
 from medsight.models.registry import create_model, get_model_entry
 from medsight.runs import run_name, staged_directory
@@ -50,12 +52,22 @@ class TrainedImageModel:
     """A model trained on the train split, selected on val, and its test-split probabilities."""
 
     model: nn.Module
-    fit: FitResult
+    fits: list[FitResult]  # one per ensemble member (one for a single network)
     tta: list[str]
     test_probabilities: np.ndarray
     model_spec: dict[str, Any]
     normalisation: dict[str, list[float]]
     train_seconds: float
+
+    @property
+    def best_epochs(self) -> list[int]:
+        return [fit.best_epoch for fit in self.fits]
+
+    def describe_selection(self) -> str:
+        """Best epoch(s) and validation score(s), e.g. ``23 of 100 (0.951)``."""
+        return "; ".join(
+            f"{fit.best_epoch} of {fit.epochs_run} ({fit.best_score:.3f})" for fit in self.fits
+        )
 
 
 @dataclass
@@ -71,7 +83,15 @@ class ImageRunResult:
 
 
 def build_network(spec: dict[str, Any], normalisation: dict[str, list[float]]) -> nn.Module:
-    """The registered network named in ``spec`` wrapped with its input standardisation."""
+    """The registered network named in ``spec`` wrapped with its input standardisation; an
+    ensemble of ``spec["ensemble"]`` such networks when that is more than 1."""
+    members = int(spec.get("ensemble", 1))
+    if members > 1:
+        return ProbabilityAverage([_single_network(spec, normalisation) for _ in range(members)])
+    return _single_network(spec, normalisation)
+
+
+def _single_network(spec: dict[str, Any], normalisation: dict[str, list[float]]) -> nn.Module:
     entry = get_model_entry(spec["name"])
     if entry.family != "image":
         raise ConfigError(
@@ -112,13 +132,15 @@ def new_network(
         "params": dict(config.model.params),
         "in_channels": channels,
         "num_classes": len(splits.class_names),
+        "ensemble": config.model.ensemble,
     }
     if config.model.weights is not None:
         spec["params"]["weights"] = str(config.model.weights)
     mean, std = channel_statistics(splits.train.images)
     normalisation = {"mean": mean, "std": std}
     model = build_network(spec, normalisation)
-    check_input_size(model.network, config.model.name, height)
+    for member in ensemble_members(model):
+        check_input_size(member.network, config.model.name, height)
     spec["params"].pop("weights", None)  # the bundle carries the trained weights itself
     return model, spec, normalisation
 
@@ -134,36 +156,52 @@ def train_image_model(
 ) -> TrainedImageModel:
     """Train on ``splits.train``, early-stop on ``splits.val``, predict ``splits.test`` once.
 
-    Under ``torchrun`` pass the job's ``distributed`` context: every rank trains its shard and
-    ends with the same weights and test probabilities.
+    Ensemble members are trained one after another, each from its own seed and early-stopped on
+    val by itself. Under ``torchrun`` pass the job's ``distributed`` context: every rank trains
+    its shard and ends with the same weights and test probabilities.
     """
+    torch.manual_seed(config.seed)  # the initial weights
     model, spec, normalisation = new_network(config, splits)
     height = splits.train.image_shape[1]
     transform = build_train_transform(config.augment, height)
-    train = ImageTensorDataset(
-        splits.train.images, splits.train.labels, transform, seed=config.seed
-    )
     val = ImageTensorDataset(splits.val.images, splits.val.labels)
-    test = ImageTensorDataset(splits.test.images, splits.test.labels)
-    trainer = Trainer(
-        model,
-        engine_config(config.engine, config.seed, n_train=len(train), progress=progress),
-        checkpoint_dir=checkpoint_dir,
-        distributed=distributed,
-    )
-    fit = trainer.fit(train, val, resume=resume)
+    members = ensemble_members(model)
+    fits = []
+    for index, member in enumerate(members):
+        seed = member_seed(config.seed, index)
+        train = ImageTensorDataset(splits.train.images, splits.train.labels, transform, seed=seed)
+        trainer = Trainer(
+            member,
+            engine_config(config.engine, seed, n_train=len(train), progress=progress),
+            checkpoint_dir=_member_folder(checkpoint_dir, index, len(members)),
+            distributed=distributed,
+        )
+        fits.append(trainer.fit(train, val, resume=resume))
     tta = tta_names(config.augment) if config.engine.tta else []
-    test_probabilities = trainer.predict_proba(test, tta=tta_functions(tta))
-    seconds = float(sum(record.train_seconds for record in fit.history))
+    predictor = Trainer(model, engine_config(config.engine, config.seed, n_train=1))
+    test = ImageTensorDataset(splits.test.images, splits.test.labels)
+    test_probabilities = predictor.predict_proba(test, tta=tta_functions(tta))
+    seconds = float(sum(record.train_seconds for fit in fits for record in fit.history))
     return TrainedImageModel(
-        trainer.model,
-        fit,
+        predictor.model,
+        fits,
         tta,
         test_probabilities,
         spec,
         normalisation,
         seconds,
     )
+
+
+def ensemble_members(model: nn.Module) -> list[nn.Module]:
+    """The networks an ensemble averages, or ``[model]`` for a single network."""
+    return list(model.members) if isinstance(model, ProbabilityAverage) else [model]
+
+
+def _member_folder(folder: Path | None, index: int, members: int) -> Path | None:
+    if folder is None or members == 1:
+        return folder
+    return folder / f"member-{index}"
 
 
 def score_test(
@@ -254,10 +292,10 @@ def _run_image(
         progress=progress,
         distributed=ctx,
     )
-    fit = trained.fit
+    members = f"{len(trained.fits)} x " if len(trained.fits) > 1 else ""
     say(
-        f"Trained {config.model.name}: best epoch {fit.best_epoch} of {fit.epochs_run} "
-        f"(val AUROC {fit.best_score:.3f}), {trained.train_seconds:.0f} s"
+        f"Trained {members}{config.model.name}: best epoch of "
+        f"{trained.describe_selection()} (val AUROC), {trained.train_seconds:.0f} s"
         + (f" on {ctx.world_size} processes" if ctx.is_distributed else "")
     )
     positive = positive_index(splits, config.data.positive_class)
@@ -344,9 +382,9 @@ def _bundle_metadata(
             "counts": {name: s.class_counts() for name, s in splits.items()},
         },
         "training": {
-            "best_epoch": trained.fit.best_epoch,
-            "epochs_run": trained.fit.epochs_run,
-            "best_val_auroc": trained.fit.best_score,
+            "best_epoch": trained.best_epochs,
+            "epochs_run": [fit.epochs_run for fit in trained.fits],
+            "best_val_auroc": [fit.best_score for fit in trained.fits],
             "train_seconds": trained.train_seconds,
             "seed": config.seed,
         },
@@ -357,7 +395,13 @@ def _bundle_metadata(
 
 
 def _write_tables(folder: Path, splits: ImageSplits, trained: TrainedImageModel) -> None:
-    history = pd.DataFrame([vars(record) for record in trained.fit.history])
+    history = pd.DataFrame(
+        [
+            {"member": member, **vars(record)}
+            for member, fit in enumerate(trained.fits)
+            for record in fit.history
+        ]
+    )
     history.to_csv(folder / "history.csv", index=False)
     probabilities = trained.test_probabilities
     table = pd.DataFrame(

@@ -102,7 +102,6 @@ def build_image_report(
         ),
     )
     headline = HEADLINE_BINARY if binary else HEADLINE_MULTICLASS
-    fit = trained.fit
     summary = report.add_section(
         "Summary",
         "The model was trained on the training split; early stopping and the choice of epoch used "
@@ -114,10 +113,8 @@ def build_image_report(
             "Data": splits.source + (" (official splits)" if splits.official_splits else ""),
             "Images (train / val / test)": " / ".join(str(len(s)) for _, s in splits.items()),
             "Image shape (C, H, W)": str(splits.train.image_shape),
-            "Model": config.model.name,
-            "Best epoch (val AUROC)": (
-                f"{fit.best_epoch} of {fit.epochs_run} ({fit.best_score:.3f})"
-            ),
+            "Model": _model_name(config),
+            "Best epoch (val AUROC)": trained.describe_selection(),
             "Training time": f"{trained.train_seconds:.0f} s",
             "Test-time augmentation": ", ".join(trained.tta) or "none",
             **({"Positive class": metadata["positive_class"]} if binary else {}),
@@ -174,21 +171,41 @@ def _per_class_table(metrics: dict[str, Estimate], names: list[str]) -> pd.DataF
     return pd.DataFrame(rows)
 
 
+def _model_name(config: ImageTrainConfig) -> str:
+    members = config.model.ensemble
+    return config.model.name + (
+        f", ensemble of {members} (mean probability)" if members > 1 else ""
+    )
+
+
 def _plot_history(trained: TrainedImageModel) -> Figure:
-    history = trained.fit.history
-    epochs = [r.epoch for r in history]
+    """Loss and validation AUROC per epoch, one line per ensemble member."""
     figure = Figure(figsize=(7.5, 3.2))
     loss_axis, auroc_axis = figure.subplots(1, 2)
-    loss_axis.plot(epochs, [r.train_loss for r in history], label="train")
-    loss_axis.plot(epochs, [r.val_loss for r in history], label="validation")
+    for member, fit in enumerate(trained.fits):
+        epochs = [r.epoch for r in fit.history]
+        suffix = f" ({member + 1})" if len(trained.fits) > 1 else ""
+        colour = f"C{member % 10}"
+        loss_axis.plot(
+            epochs, [r.train_loss for r in fit.history], color=colour, label="train" + suffix
+        )
+        loss_axis.plot(
+            epochs,
+            [r.val_loss for r in fit.history],
+            color=colour,
+            linestyle="--",
+            label="validation" + suffix,
+        )
+        auroc_axis.plot(epochs, [r.val_auroc for r in fit.history], color=colour)
+        auroc_axis.axvline(
+            fit.best_epoch, color=colour, linestyle=":", label=("best epoch" + suffix)
+        )
     loss_axis.set_xlabel("epoch")
-    loss_axis.set_ylabel("cross-entropy")
-    loss_axis.legend(frameon=False)
-    auroc_axis.plot(epochs, [r.val_auroc for r in history], color="tab:green")
-    auroc_axis.axvline(trained.fit.best_epoch, color="grey", linestyle=":", label="best epoch")
+    loss_axis.set_ylabel("cross-entropy (dashed: validation)")
+    loss_axis.legend(frameon=False, fontsize="small")
     auroc_axis.set_xlabel("epoch")
     auroc_axis.set_ylabel("validation AUROC")
-    auroc_axis.legend(frameon=False)
+    auroc_axis.legend(frameon=False, fontsize="small")
     figure.tight_layout()
     return figure
 
@@ -209,7 +226,7 @@ def model_card(
         "replacement. Not validated for clinical use.",
         "",
         "## Model",
-        f"- Architecture: {config.model.name} ({trained.model_spec['in_channels']} channel(s), "
+        f"- Architecture: {_model_name(config)} ({trained.model_spec['in_channels']} channel(s), "
         f"{len(splits.class_names)} classes: {', '.join(splits.class_names)})",
         f"- Input: {splits.train.image_shape} images scaled to [0, 1]",
         f"- Test-time augmentation: {', '.join(trained.tta) or 'none'}",
