@@ -148,7 +148,7 @@ class ImageModelConfig(_Strict):
     name: str = "small_cnn"
     params: dict[str, Any] = Field(default_factory=dict)
     weights: Path | None = None
-    ensemble: int = Field(1, ge=1, le=20)  # members from different seeds, probabilities averaged
+    ensemble: int = Field(5, ge=1, le=20)  # members from different seeds, probabilities averaged
 
 
 class ImageEvaluationConfig(_Strict):

@@ -21,7 +21,8 @@ def test_train_under_torchrun_writes_one_run_folder(tmp_path: Path) -> None:
         env.pop(name, None)
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
     command += ["--nproc_per_node", "2", "-m", "medsight", "train", "--data", "phantom"]
-    command += ["--epochs", "2", "--output", str(tmp_path / "runs"), "--name", "ddp"]
+    command += ["--epochs", "2", "--ensemble", "2", "--output", str(tmp_path / "runs")]
+    command += ["--name", "ddp"]
     done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
 
@@ -32,7 +33,7 @@ def test_train_under_torchrun_writes_one_run_folder(tmp_path: Path) -> None:
     assert "on 2 processes" in done.stdout
 
     history = pd.read_csv(runs[0] / "history.csv")
-    assert history["train_images"].tolist() == [630, 630]  # both ranks' shards together
+    assert history["train_images"].tolist() == [630] * 4  # both ranks' shards, 2 members
     bundle = ImageBundle.load(runs[0] / "bundle")
     test = load_image_splits(ImageDataConfig(path="phantom"), seed=ImageTrainConfig().seed).test
     saved = pd.read_csv(runs[0] / "test_predictions.csv")

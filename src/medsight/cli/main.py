@@ -93,6 +93,9 @@ def train(
     output: Annotated[Path | None, typer.Option(help="Folder for run folders.")] = None,
     image_size: Annotated[int | None, typer.Option(help="Images: resize to N x N.")] = None,
     epochs: Annotated[int | None, typer.Option(help="Images: maximum epochs.")] = None,
+    ensemble: Annotated[
+        int | None, typer.Option(help="Images: networks averaged (different seeds; default 5).")
+    ] = None,
     resume: Annotated[
         bool, typer.Option(help="Images: continue an interrupted run from its checkpoint.")
     ] = False,
@@ -123,6 +126,7 @@ def train(
             "data.image_size": image_size,
             "model.name": model,
             "engine.epochs": epochs,
+            "model.ensemble": ensemble,
             "seed": seed,
             "name": name,
             "output_dir": output,
