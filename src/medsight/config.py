@@ -169,10 +169,57 @@ class ImageTrainConfig(_RunConfig):
     evaluation: ImageEvaluationConfig = Field(default_factory=ImageEvaluationConfig)
 
 
-AnyConfig = TrainConfig | ImageTrainConfig
+class EcgDataConfig(_Strict):
+    """A folder of WFDB records with ``REFERENCE.csv``, the model's rate and its input windows."""
+
+    path: str | None = None
+    fs: float = Field(150.0, gt=0.0)  # records are resampled to this rate when read
+    lead: str | int = 0
+    val_fraction: float = Field(0.1, gt=0.0, lt=0.5)
+    test_fraction: float = Field(0.2, gt=0.0, lt=0.5)
+    crop_seconds: float = Field(30.0, gt=1.0)  # training crop and prediction window
+    hop_seconds: float = Field(15.0, gt=0.0)  # step between prediction windows
+
+
+class EcgModelConfig(_Strict):
+    """A registered ECG model: a network (``ecg_resnet1d``, ``ecg_cnn_bilstm``) or features."""
+
+    name: str = "ecg_resnet1d"
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
+def _ecg_engine() -> EngineSettings:
+    return EngineSettings(
+        epochs=40,
+        max_steps=None,
+        batch_size=32,
+        learning_rate=3e-3,
+        weight_decay=1e-3,
+        patience=10,
+        class_balance="weights",
+        tta=False,
+    )
+
+
+class EcgEvaluationConfig(_Strict):
+    n_bootstrap: int = Field(1000, ge=100)
+
+
+class EcgTrainConfig(_RunConfig):
+    """An ECG rhythm-classification run (PhysioNet/CinC 2017 layout)."""
+
+    task: Literal["ecg-rhythm"] = "ecg-rhythm"
+    data: EcgDataConfig = Field(default_factory=EcgDataConfig)
+    model: EcgModelConfig = Field(default_factory=EcgModelConfig)
+    engine: EngineSettings = Field(default_factory=_ecg_engine)
+    evaluation: EcgEvaluationConfig = Field(default_factory=EcgEvaluationConfig)
+
+
+AnyConfig = TrainConfig | ImageTrainConfig | EcgTrainConfig
 TASK_CONFIGS: dict[str, type[_Strict]] = {
     "tabular-classification": TrainConfig,
     "image-classification": ImageTrainConfig,
+    "ecg-rhythm": EcgTrainConfig,
 }
 
 

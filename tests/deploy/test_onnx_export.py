@@ -139,8 +139,10 @@ def test_export_failure_leaves_no_file(tmp_path: Path) -> None:
     with pytest.raises(RuntimeError, match="cannot trace me"):
         export_onnx(Broken(), target, input_shape=(1, 8, 8))
     assert list(tmp_path.iterdir()) == []
-    with pytest.raises(DataError, match="C, H, W"):
-        export_onnx(Broken(), target, input_shape=(8, 8))  # type: ignore[arg-type]
+    with pytest.raises(DataError, match="positive sizes"):
+        export_onnx(Broken(), target, input_shape=(8, 0))
+    with pytest.raises(DataError, match="positive sizes"):
+        export_onnx(Broken(), target, input_shape=())
 
 
 def test_export_replaces_an_existing_file_and_honours_opset(tmp_path: Path) -> None:

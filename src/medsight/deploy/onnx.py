@@ -39,12 +39,13 @@ def export_onnx(
     model: nn.Module,
     path: str | Path,
     *,
-    input_shape: tuple[int, int, int],
+    input_shape: tuple[int, ...],
     opset: int | None = None,
 ) -> Path:
     """Export ``model`` (run in eval mode) to one ``.onnx`` file at ``path``, atomically.
 
-    ``input_shape`` is ``(C, H, W)``; the batch axis is dynamic. ``opset`` ``None`` takes the
+    ``input_shape`` is one example's shape without the batch axis, e.g. ``(C, H, W)`` for images
+    or ``(leads, samples)`` for ECG windows; the batch axis is dynamic. ``opset`` ``None`` takes the
     exporter's default. The file is checked with ``onnx.checker`` before it replaces ``path``.
     The model's train/eval flags are restored afterwards.
     """
@@ -52,8 +53,11 @@ def export_onnx(
 
     path = Path(path)
     shape = tuple(int(s) for s in input_shape)
-    if len(shape) != 3 or min(shape) < 1:
-        raise DataError(f"input_shape must be (C, H, W) with positive sizes; got {input_shape}.")
+    if not shape or min(shape) < 1:
+        raise DataError(
+            f"input_shape must be one example's shape, e.g. (C, H, W), with positive sizes; "
+            f"got {input_shape}."
+        )
     path.parent.mkdir(parents=True, exist_ok=True)
     # a private folder, so that a side file (external weights) would be noticed, not shipped
     folder = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
@@ -86,8 +90,8 @@ def export_onnx(
 def max_abs_difference(model: nn.Module, onnx_path: str | Path, inputs: np.ndarray) -> float:
     """Largest absolute difference between torch (eval mode) and ONNX Runtime logits."""
     batch = np.ascontiguousarray(inputs, dtype=np.float32)
-    if batch.ndim != 4 or len(batch) == 0:
-        raise DataError(f"parity inputs must be a non-empty (N, C, H, W) array; got {batch.shape}.")
+    if batch.ndim < 2 or len(batch) == 0:
+        raise DataError(f"parity inputs must be a non-empty batch (N, ...); got {batch.shape}.")
     with eval_mode(model), torch.no_grad():
         expected = model(torch.from_numpy(batch).to(device_of(model))).float().cpu().numpy()
     actual = OnnxClassifier(onnx_path, threads=1).logits(batch)
@@ -99,7 +103,8 @@ def max_abs_difference(model: nn.Module, onnx_path: str | Path, inputs: np.ndarr
 
 
 class OnnxClassifier:
-    """An exported image classifier run by ONNX Runtime on the CPU."""
+    """An exported classifier run by ONNX Runtime on the CPU: one float input ``(N, ...)`` (images
+    ``(N, C, H, W)``, ECG windows ``(N, leads, samples)``), logits out."""
 
     def __init__(self, path: str | Path, *, threads: int = 2) -> None:
         import onnxruntime as ort
@@ -121,9 +126,9 @@ class OnnxClassifier:
                 "or not an ONNX model. Restore the bundle or export the model again."
             ) from exc
         inputs, outputs = self._session.get_inputs(), self._session.get_outputs()
-        if len(inputs) != 1 or len(inputs[0].shape) != 4 or inputs[0].type != "tensor(float)":
+        if len(inputs) != 1 or len(inputs[0].shape) < 2 or inputs[0].type != "tensor(float)":
             raise BundleError(
-                f"{self.path}: expected one float input (N, C, H, W); the model has "
+                f"{self.path}: expected one float input (N, ...); the model has "
                 f"{[(i.name, i.shape, i.type) for i in inputs]}."
             )
         self._input = inputs[0].name
@@ -133,9 +138,9 @@ class OnnxClassifier:
         self._n_classes = classes if isinstance(classes, int) else None
 
     @property
-    def input_shape(self) -> tuple[int | None, int | None, int | None]:
-        """``(C, H, W)`` the model takes; ``None`` where an axis is dynamic."""
-        return self._shape  # type: ignore[return-value]
+    def input_shape(self) -> tuple[int | None, ...]:
+        """One example's shape, e.g. ``(C, H, W)``; ``None`` where an axis is dynamic."""
+        return self._shape
 
     @property
     def n_classes(self) -> int | None:
@@ -143,7 +148,7 @@ class OnnxClassifier:
         return self._n_classes
 
     def logits(self, x: np.ndarray) -> np.ndarray:
-        """Logits ``(N, n_classes)`` for float32 images ``(N, C, H, W)``."""
+        """Logits ``(N, n_classes)`` for a float32 batch ``(N, *input_shape)``."""
         batch = self._check(x)
         return self._session.run([self._output], {self._input: batch})[0]
 
@@ -154,24 +159,24 @@ class OnnxClassifier:
     def _check(self, x: np.ndarray) -> np.ndarray:
         expected = "(N, " + ", ".join("?" if d is None else str(d) for d in self._shape) + ")"
         if not isinstance(x, np.ndarray):
-            raise DataError(f"{self.path.name}: images must be a numpy array {expected}.")
+            raise DataError(f"{self.path.name}: inputs must be a numpy array {expected}.")
         if x.dtype != np.float32:
             raise DataError(
-                f"{self.path.name}: images must be float32, got {x.dtype}; "
+                f"{self.path.name}: inputs must be float32, got {x.dtype}; "
                 "convert with x.astype(np.float32)."
             )
-        if x.ndim != 4 or len(x) == 0:
+        if x.ndim != len(self._shape) + 1 or len(x) == 0:
             raise DataError(
-                f"{self.path.name}: expected a batch of images {expected}; got shape {x.shape} "
-                "(add a batch axis with x[None] for one image)."
+                f"{self.path.name}: expected a batch {expected}; got shape {x.shape} "
+                "(add a batch axis with x[None] for one example)."
             )
         if any(d is not None and d != s for d, s in zip(self._shape, x.shape[1:], strict=True)):
             raise DataError(
-                f"{self.path.name}: the model takes images {expected}; got shape {x.shape}. "
-                "Resize the images or convert their channels first."
+                f"{self.path.name}: the model takes {expected}; got shape {x.shape}. "
+                "Resize images or convert their channels; cut signals into the bundle's windows."
             )
         if not np.isfinite(x).all():
-            raise DataError(f"{self.path.name}: images contain NaN or infinite values.")
+            raise DataError(f"{self.path.name}: inputs contain NaN or infinite values.")
         return np.ascontiguousarray(x)
 
 
