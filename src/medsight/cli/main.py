@@ -14,6 +14,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from medsight.cli.ecg import ecg_app
 from medsight.errors import ConfigError, MedsightError
 
 app = typer.Typer(
@@ -25,6 +26,7 @@ app = typer.Typer(
 )
 data_app = typer.Typer(help="Inspect data before training.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
+app.add_typer(ecg_app, name="ecg")
 console = Console()
 errors = Console(stderr=True)
 

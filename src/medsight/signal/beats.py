@@ -109,7 +109,7 @@ def template_correlation(windows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     if windows.shape[0] == 0:
         return np.full(windows.shape[1], np.nan), np.empty(0)
     template = np.median(windows, axis=0)
-    return template, _row_correlation(windows, template)
+    return template, row_correlation(windows, template)
 
 
 def inter_patient_split(records: Iterable[str | int]) -> tuple[list[str], list[str]]:
@@ -128,7 +128,8 @@ def inter_patient_split(records: Iterable[str | int]) -> tuple[list[str], list[s
     return [n for n in names if n in DS1], [n for n in names if n in DS2]
 
 
-def _row_correlation(rows: np.ndarray, reference: np.ndarray) -> np.ndarray:
+def row_correlation(rows: np.ndarray, reference: np.ndarray) -> np.ndarray:
+    """Pearson r of each row of ``rows`` with ``reference``; NaN where either does not vary."""
     rows_c = rows - rows.mean(axis=1, keepdims=True)
     ref_c = reference - reference.mean()
     denom = np.linalg.norm(rows_c, axis=1) * np.linalg.norm(ref_c)

@@ -18,7 +18,7 @@ from scipy import signal as sps
 from medsight.errors import ConfigError, DataError
 from medsight.signal._checks import as_lead, check_fs, require_samples
 
-# The ecg_clean methods of NeuroKit2 0.2.x that filter the signal (the others return it unchanged).
+# The NeuroKit2 0.2.x ecg_clean methods offered here (its other names are aliases or no-ops).
 CLEAN_METHODS: tuple[str, ...] = (
     "neurokit",
     "biosppy",

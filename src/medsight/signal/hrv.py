@@ -22,7 +22,7 @@ from scipy.spatial import cKDTree
 
 from medsight.errors import DataError
 from medsight.signal._checks import as_indices, as_lead, check_fs
-from medsight.signal.beats import beat_windows, template_correlation
+from medsight.signal.beats import beat_windows, row_correlation, template_correlation
 from medsight.signal.filters import clean_ecg
 from medsight.signal.peaks import detect_rpeaks, ecg_polarity
 from medsight.signal.quality import QUALITY_FEATURES, signal_quality
@@ -76,8 +76,7 @@ MORPHOLOGY_FEATURES: tuple[str, ...] = (
     "power_frac_lt4hz",
     "power_frac_4_9hz",
     "power_frac_9_15hz",
-    "power_frac_15_40hz",
-    "power_frac_gt40hz",
+    "power_frac_gt15hz",
 )
 
 RECORD_FEATURES: tuple[str, ...] = (
@@ -93,7 +92,8 @@ _BEFORE_S, _AFTER_S = 0.25, 0.45
 _PR_WINDOW = (-0.25, -0.08)
 _QRS_WINDOW = (-0.05, 0.05)
 _T_WINDOW = (0.15, 0.43)
-_POWER_BANDS = ((0.0, 4.0), (4.0, 9.0), (9.0, 15.0), (15.0, 40.0), (40.0, math.inf))
+# No band above 40 Hz: the cleaning's power-line filter is a moving average that removes it.
+_POWER_BANDS = ((0.0, 4.0), (4.0, 9.0), (9.0, 15.0), (15.0, math.inf))
 # Lake & Moorman 2011: grow the tolerance r from 30 ms until at least 5 template matches.
 _COSEN_R_S = np.arange(0.03, 0.5001, 0.01)
 _COSEN_MIN_MATCHES = 5
@@ -181,6 +181,7 @@ def morphology_features(x: ArrayLike, fs: float, rpeaks: ArrayLike) -> dict[str,
     qrs_rms = _rms(template[qrs] - template[qrs].mean())
     pr_beats = windows[:, pr] - windows[:, pr].mean(axis=1, keepdims=True)
     pr_template = template[pr] - template[pr].mean()
+    pr_corr = row_correlation(pr_beats, pr_template)
     features.update(
         tpl_r_amp=template[r_index],
         tpl_min=template.min(),
@@ -189,11 +190,11 @@ def morphology_features(x: ArrayLike, fs: float, rpeaks: ArrayLike) -> dict[str,
         tpl_qrs_width_ms=_qrs_width_ms(template, fs, r_index),
         r_amp_mean=r_amp.mean(),
         r_amp_cv=r_amp.std() / abs(r_amp.mean()) if r_amp.mean() != 0 else math.nan,
-        beat_corr_mean=np.nanmean(corr) if np.isfinite(corr).any() else math.nan,
+        beat_corr_mean=_finite_mean(corr),
         beat_corr_min=np.nanmin(corr) if np.isfinite(corr).any() else math.nan,
         beat_corr_low_frac=np.mean(corr < 0.8),
         pr_qrs_rms_ratio=_rms(pr_template) / qrs_rms if qrs_rms > 0 else math.nan,
-        pr_corr_mean=_mean_correlation(pr_beats, pr_template),
+        pr_corr_mean=_finite_mean(pr_corr),
         pr_residual_ratio=_rms(pr_beats - pr_template) / qrs_rms if qrs_rms > 0 else math.nan,
     )
     return {key: float(value) for key, value in features.items()}
@@ -202,19 +203,18 @@ def morphology_features(x: ArrayLike, fs: float, rpeaks: ArrayLike) -> dict[str,
 def record_features(x: ArrayLike, fs: float, method: str = "neurokit") -> dict[str, float]:
     """Every feature of one single-lead record, keys RECORD_FEATURES; never raises on the data.
 
-    Cleans the lead (:func:`~medsight.signal.filters.clean_ecg`), turns it QRS-up, detects R
-    peaks with ``method``, then adds :func:`rr_features`, :func:`morphology_features`, the
-    quality numbers of :func:`~medsight.signal.quality.signal_quality` and ``duration_s``. A lead
-    that cannot be cleaned (NaN, too short, empty) gives NaN everywhere but the quality keys.
+    Cleans the lead (:func:`~medsight.signal.filters.clean_ecg`, NeuroKit2's default method),
+    turns it QRS-up, detects R peaks on it with ``method``, then adds :func:`rr_features`,
+    :func:`morphology_features`, the quality numbers of
+    :func:`~medsight.signal.quality.signal_quality` and ``duration_s``. A lead that cannot be
+    cleaned (NaN, too short, empty) gives NaN everywhere but the quality keys and ``n_beats``.
     """
     fs = check_fs(fs)
     features = dict.fromkeys(RECORD_FEATURES, math.nan)
     features.update(rr_features([], fs))
     cleaned, rpeaks = None, None
     try:
-        lead = as_lead(x)
-        features["duration_s"] = lead.size / fs
-        cleaned = clean_ecg(lead, fs)
+        cleaned = clean_ecg(x, fs)
         cleaned = cleaned * ecg_polarity(cleaned, fs)
         rpeaks = detect_rpeaks(cleaned, fs, method, clean=False)
         features.update(rr_features(rpeaks, fs))
@@ -297,12 +297,9 @@ def _window_slice(window: tuple[float, float], fs: float) -> slice:
     return slice(r_index + round(window[0] * fs), r_index + round(window[1] * fs))
 
 
-def _mean_correlation(rows: np.ndarray, reference: np.ndarray) -> float:
-    denom = np.linalg.norm(rows, axis=1) * np.linalg.norm(reference)
-    valid = denom > 0
-    if not valid.any():
-        return math.nan
-    return float(np.mean(rows[valid] @ reference / denom[valid]))
+def _finite_mean(values: np.ndarray) -> float:
+    finite = values[np.isfinite(values)]
+    return float(finite.mean()) if finite.size else math.nan
 
 
 def _rms(values: np.ndarray) -> float:
