@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -28,12 +29,14 @@ import torch
 from medsight.bundle.ecg import EcgBundle
 from medsight.config import EcgDataConfig, EcgModelConfig, EcgTrainConfig
 from medsight.evaluate.rhythm import CHALLENGE_SCORE, rhythm_metrics_with_ci
+from medsight.stream.ecg import alert_scenario, stream_benchmark
 from medsight.tasks.ecg_data import load_rhythm_folder, split_rhythm_set
 from medsight.tasks.ecg_report import save_rhythm_bundle
 from medsight.tasks.ecg_rhythm import train_rhythm_model
 
 MODELS = ["ecg_resnet1d", "ecg_cnn_bilstm", "ecg_hrv_lightgbm"]
 THREADS = 2
+MITBIH_100 = Path(__file__).resolve().parents[2] / "shared" / "data" / "mitbih" / "100.hea"
 
 
 def log(message: str) -> None:
@@ -82,9 +85,11 @@ def train_and_score(folder: str, models: list[str], save: Path | None, seed: int
             f"{name}: challenge {row['challenge_score']:.4f} {row['f1_per_class']}, "
             f"{row['train_seconds']:.0f} s"
         )
-        if save is not None and name == default:
-            save_rhythm_bundle(config, splits, trained, save)
-            log(f"saved the {name} bundle to {save}")
+        if name == default:
+            folder = save or Path(tempfile.mkdtemp(prefix="medsight-ecg-")) / "bundle"
+            save_rhythm_bundle(config, splits, trained, folder)
+            log(f"saved the {name} bundle to {folder}")
+            streaming = streaming_figures(EcgBundle.load(folder))
     return {
         "benchmark": "ecg",
         "data": folder,
@@ -93,8 +98,24 @@ def train_and_score(folder: str, models: list[str], save: Path | None, seed: int
         "default_model": default,
         "challenge_score": results[default]["challenge_score"] if default in results else None,
         "models": results,
+        "streaming": streaming if default in results else streaming_figures(None),
         "threads": THREADS,
     }
+
+
+def streaming_figures(bundle: EcgBundle | None) -> dict[str, Any]:
+    """Streaming on one core: alert latency on a synthetic recording built to raise every kind
+    of alert (pause, tachycardia, signal loss, bradycardia), and speed and R-peak accuracy on
+    MIT-BIH record 100 (30 min) when ../shared/data has it."""
+    scenario, _ = alert_scenario(360)
+    figures: dict[str, Any] = {"alerts_scenario": stream_benchmark(scenario, 360, bundle)}
+    if MITBIH_100.exists():
+        from medsight.io.ecg import read_ecg
+
+        record = read_ecg(MITBIH_100)
+        figures["mitbih_100"] = stream_benchmark(record, bundle=bundle, lead="MLII")
+    log(f"streaming: {json.dumps(figures)}")
+    return figures
 
 
 def score_bundle(bundle_path: str, folder: str) -> dict:
