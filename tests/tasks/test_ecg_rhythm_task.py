@@ -101,9 +101,9 @@ def test_network_trains_bundles_and_predicts(
     assert abs(sum(prediction.probabilities.values()) - 1) < 1e-6
 
     flat = loaded.predict_record(EcgRecord(np.zeros((FS * 12, 1)), FS, ["I"]))
-    assert flat.label == UNREADABLE and any("flat" in r for r in flat.reasons)
+    assert flat.label == UNREADABLE and any("flat" in r for r in flat.warnings)
     short = loaded.predict_record(EcgRecord(record.signal[: FS * 2], FS, ["I"]))
-    assert short.label == UNREADABLE and any("too short" in r for r in short.reasons)
+    assert short.label == UNREADABLE and any("too short" in r for r in short.warnings)
 
 
 @pytest.fixture(scope="module")

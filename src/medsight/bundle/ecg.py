@@ -25,6 +25,7 @@ import torch
 from torch import nn
 
 from medsight.bundle.checksum import read_bundle_metadata, sha256_file
+from medsight.bundle.prediction import ClassPrediction
 from medsight.errors import BundleError
 from medsight.io.ecg import EcgRecord, resample_record
 from medsight.runs import staged_directory
@@ -38,24 +39,7 @@ PARITY_TOLERANCE = 1e-4
 UNREADABLE = "unreadable"
 
 
-@dataclass
-class RhythmPrediction:
-    """One record's rhythm: the label (or ``unreadable``), probabilities and quality notes."""
-
-    source: str
-    label: str
-    probability: float
-    probabilities: dict[str, float]
-    reasons: list[str] = field(default_factory=list)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "source": self.source,
-            "prediction": self.label,
-            "probability": round(self.probability, 5),
-            "probabilities": {k: round(v, 5) for k, v in self.probabilities.items()},
-            "reasons": self.reasons,
-        }
+RhythmPrediction = ClassPrediction  # one record's rhythm; warnings hold quality reasons
 
 
 @dataclass

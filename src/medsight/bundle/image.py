@@ -23,6 +23,7 @@ import torch
 from torch import nn
 
 from medsight.bundle.checksum import read_bundle_metadata, sha256_file
+from medsight.bundle.prediction import ClassPrediction
 from medsight.errors import BundleError, DataError
 from medsight.io.images import resize_image
 from medsight.runs import staged_directory
@@ -34,24 +35,7 @@ FILES = ("bundle.json", "model.onnx", "weights.pt")
 PARITY_TOLERANCE = 1e-4
 
 
-@dataclass
-class ImagePrediction:
-    """One image's result: label, its probability, every class's probability and warnings."""
-
-    source: str
-    label: str
-    probability: float
-    probabilities: dict[str, float]
-    warnings: list[str] = field(default_factory=list)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "source": self.source,
-            "prediction": self.label,
-            "probability": round(self.probability, 5),
-            "probabilities": {k: round(v, 5) for k, v in self.probabilities.items()},
-            "warnings": self.warnings,
-        }
+ImagePrediction = ClassPrediction  # one image's result
 
 
 @dataclass

@@ -1,0 +1,27 @@
+"""One case's classification result, shared by every bundle kind (images, ECG)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass
+class ClassPrediction:
+    """A case's label, its probability, every class's probability, and warnings or reasons
+    (odd input, poor signal quality) a clinician should see next to the label."""
+
+    source: str
+    label: str
+    probability: float
+    probabilities: dict[str, float]
+    warnings: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "source": self.source,
+            "prediction": self.label,
+            "probability": round(self.probability, 5),
+            "probabilities": {k: round(v, 5) for k, v in self.probabilities.items()},
+            "warnings": self.warnings,
+        }
