@@ -149,3 +149,22 @@ def test_benchmark_scores_a_saved_bundle(rhythm_folder: Path, saved_bundle: Path
     result = json.loads(done.stdout.strip().splitlines()[-1])
     assert result["records"] == 32 and 0.0 <= result["challenge_score"] <= 1.0
     assert set(result["f1_per_class"]) == {"N", "A", "O", "~"}
+
+
+def test_ecg_predict_cli_explains_and_flags_unreadable(
+    rhythm_folder: Path, saved_bundle: Path, tmp_path: Path
+) -> None:
+    from typer.testing import CliRunner
+
+    from medsight.cli.main import app
+
+    flat = tmp_path / "flat.csv"
+    flat.write_text("I\n" + "0.0\n" * (FS * 12))
+    runner = CliRunner()
+    args = ["ecg", "predict", str(saved_bundle), str(rhythm_folder / "S000.hea"), str(flat)]
+    result = runner.invoke(app, [*args, "--fs", "300", "--explain-dir", str(tmp_path / "png")])
+    assert result.exit_code == 0, result.output
+    assert "unreadable" in result.output and "flat" in result.output
+    assert [p.name for p in (tmp_path / "png").iterdir()] == ["S000.png"]
+    missing_rate = runner.invoke(app, ["ecg", "predict", str(saved_bundle), str(flat)])
+    assert missing_rate.exit_code == 2 and "sampling rate" in missing_rate.output

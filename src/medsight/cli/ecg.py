@@ -19,7 +19,9 @@ if TYPE_CHECKING:
     from medsight.io.ecg import EcgRecord
     from medsight.stream.ecg import Alert, ReplayRun
 
-ecg_app = typer.Typer(help="ECG tools: live monitoring of a recording.", no_args_is_help=True)
+ecg_app = typer.Typer(
+    help="ECG tools: rhythm of recordings, live monitoring of a recording.", no_args_is_help=True
+)
 console = Console()
 errors = Console(stderr=True)
 
@@ -32,6 +34,59 @@ _STYLES = {
     "signal_quality": "yellow",
     "beat": "dim",
 }
+
+
+@ecg_app.command("predict")
+def predict(
+    bundle: Annotated[Path, typer.Argument(help="ECG rhythm bundle folder.")],
+    files: Annotated[list[Path], typer.Argument(help="ECG files: WFDB (.hea), DICOM, CSV, NumPy.")],
+    fs: Annotated[float | None, typer.Option(help="Sampling rate in Hz (CSV and NumPy).")] = None,
+    explain_dir: Annotated[
+        Path | None,
+        typer.Option(help="Write an attribution strip PNG per recording (network bundles)."),
+    ] = None,
+) -> None:
+    """The rhythm of each recording with its probability, or 'unreadable' with the reasons."""
+    try:
+        _predict(bundle, files, fs, explain_dir)
+    except MedsightError as exc:
+        errors.print(f"[bold red]error:[/bold red] {exc}", highlight=False, soft_wrap=True)
+        raise typer.Exit(exc.exit_code) from None
+
+
+def _predict(bundle_path: Path, files: list[Path], fs: float | None, explain: Path | None) -> None:
+    from rich.table import Table
+
+    from medsight.bundle.ecg import UNREADABLE, EcgBundle
+    from medsight.io.ecg import read_ecg
+
+    bundle = EcgBundle.load(bundle_path)
+    names = bundle.metadata.get("class_descriptions", {})
+    table = Table(title=f"Rhythm ({bundle.metadata['model']['name']})")
+    for column in ("recording", "rhythm", "probability", "notes"):
+        table.add_column(column)
+    for file in files:
+        record = read_ecg(file, fs=fs)
+        result = bundle.predict_record(record)
+        label = names.get(result.label, result.label)
+        probability = "-" if result.label == UNREADABLE else f"{result.probability:.3f}"
+        if explain is not None and bundle.is_network and result.label != UNREADABLE:
+            png = _explain(bundle, record, explain / f"{Path(file).stem}.png")
+            result.warnings.append(f"explanation: {png}")
+        table.add_row(file.name, label, probability, "; ".join(result.warnings) or "-")
+    console.print(table)
+
+
+def _explain(bundle: EcgBundle, record: EcgRecord, path: Path) -> Path:
+    """Integrated Gradients over the first window of the recording, as a strip PNG."""
+    from medsight.explain.ecg import save_attribution_png
+    from medsight.transforms.ecg import fit_length
+
+    length, _ = bundle.window
+    window = fit_length(bundle.signal_of(record), length)
+    return save_attribution_png(
+        bundle.torch_model(), window, bundle.fs, path, class_names=bundle.class_names
+    )
 
 
 @ecg_app.command("stream")
