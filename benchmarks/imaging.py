@@ -31,7 +31,6 @@ from torch.utils.data import DataLoader, Dataset
 from medsight.config import ImageDataConfig, ImageTrainConfig
 from medsight.deploy.onnx import OnnxClassifier, export_onnx, latency_ms
 from medsight.tasks.image import (
-    engine_config,
     new_network,
     positive_index,
     score_test,
@@ -39,6 +38,7 @@ from medsight.tasks.image import (
 )
 from medsight.tasks.image_data import ImageSplits, load_image_splits
 from medsight.train.engine import Trainer
+from medsight.train.settings import engine_config
 from medsight.transforms.image import (
     ImageTensorDataset,
     build_train_transform,

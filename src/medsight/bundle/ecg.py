@@ -15,7 +15,6 @@ saturated or too-short recording.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,7 +23,15 @@ import numpy as np
 import torch
 from torch import nn
 
-from medsight.bundle.checksum import read_bundle_metadata, sha256_file
+from medsight.bundle.checksum import (
+    check_complete,
+    read_bundle_metadata,
+    read_model_card,
+    verify_checksums,
+    write_bundle_metadata,
+)
+from medsight.bundle.network import NETWORK_FILES as TORCH_FILES
+from medsight.bundle.network import write_network_files
 from medsight.bundle.prediction import ClassPrediction
 from medsight.errors import BundleError
 from medsight.io.ecg import EcgRecord, resample_record
@@ -33,9 +40,8 @@ from medsight.transforms.ecg import EcgWindowDataset, average_by_record
 
 BUNDLE_FORMAT = 1
 TASK = "ecg-rhythm"
-NETWORK_FILES = ("bundle.json", "model.onnx", "weights.pt")
+NETWORK_FILES = ("bundle.json", *TORCH_FILES)
 FEATURE_FILES = ("bundle.json", "model.txt")
-PARITY_TOLERANCE = 1e-4
 UNREADABLE = "unreadable"
 
 
@@ -80,23 +86,13 @@ class EcgBundle:
         parity_inputs: np.ndarray | None = None,
     ) -> EcgBundle:
         """Export a network to ONNX, check parity with torch, and write the bundle atomically."""
-        from medsight.deploy.onnx import export_onnx, max_abs_difference
-
         shape = (int(metadata["leads"]), int(metadata["window_samples"]))
-        model = model.eval().cpu()
+        check = parity_inputs
+        if check is None:
+            check = np.random.default_rng(0).normal(size=(4, *shape)).astype(np.float32)
         with staged_directory(Path(path)) as staging:
-            torch.save(model.state_dict(), staging / "weights.pt")
-            export_onnx(model, staging / "model.onnx", input_shape=shape)
-            check = parity_inputs
-            if check is None:
-                check = np.random.default_rng(0).normal(size=(4, *shape)).astype(np.float32)
-            difference = max_abs_difference(model, staging / "model.onnx", check[:8])
-            if not difference <= PARITY_TOLERANCE:
-                raise BundleError(
-                    f"ONNX export differs from torch by {difference:.2e} (> {PARITY_TOLERANCE}); "
-                    "nothing was written."
-                )
-            extra = {"kind": "network", "onnx_max_abs_difference": float(difference)}
+            difference = write_network_files(model, staging, shape, check[:8])
+            extra = {"kind": "network", "onnx_max_abs_difference": difference}
             full = _write_metadata(staging, {**metadata, **extra}, NETWORK_FILES, model_card)
         return cls(full, Path(path), model_card)
 
@@ -118,13 +114,9 @@ class EcgBundle:
         """Load a bundle folder, checking it is complete, of a known format and unmodified."""
         path = Path(path)
         metadata = read_bundle_metadata(path, ("bundle.json",), TASK, BUNDLE_FORMAT)
-        files = NETWORK_FILES if metadata.get("kind") == "network" else FEATURE_FILES
-        read_bundle_metadata(path, files, TASK, BUNDLE_FORMAT)
-        for name, digest in metadata.get("sha256", {}).items():
-            if sha256_file(path / name) != digest:
-                raise BundleError(f"{path}: {name} does not match its recorded checksum.")
-        card = path / "model_card.md"
-        return cls(metadata, path, card.read_text() if card.exists() else "")
+        check_complete(path, NETWORK_FILES if metadata.get("kind") == "network" else FEATURE_FILES)
+        verify_checksums(path, metadata)
+        return cls(metadata, path, read_model_card(path))
 
     def torch_model(self) -> nn.Module:
         """The network rebuilt from the registry with the bundle's weights (for attributions)."""
@@ -211,13 +203,11 @@ class EcgBundle:
 def _write_metadata(
     staging: Path, metadata: dict[str, Any], files: tuple[str, ...], model_card: str
 ) -> dict[str, Any]:
-    full = {
-        **metadata,
-        "format": BUNDLE_FORMAT,
-        "task": TASK,
-        "sha256": {name: sha256_file(staging / name) for name in files[1:]},
-    }
-    (staging / "bundle.json").write_text(json.dumps(full, indent=2, default=str))
-    if model_card:
-        (staging / "model_card.md").write_text(model_card)
-    return full
+    return write_bundle_metadata(
+        staging,
+        metadata,
+        task=TASK,
+        bundle_format=BUNDLE_FORMAT,
+        checksummed=files[1:],
+        model_card=model_card,
+    )

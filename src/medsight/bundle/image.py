@@ -13,7 +13,6 @@ converts channels, and says when an input looks unlike the training images.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,7 +21,13 @@ import numpy as np
 import torch
 from torch import nn
 
-from medsight.bundle.checksum import read_bundle_metadata, sha256_file
+from medsight.bundle.checksum import (
+    read_bundle_metadata,
+    read_model_card,
+    verify_checksums,
+    write_bundle_metadata,
+)
+from medsight.bundle.network import NETWORK_FILES, write_network_files
 from medsight.bundle.prediction import ClassPrediction
 from medsight.errors import BundleError, DataError
 from medsight.io.images import resize_image
@@ -31,8 +36,7 @@ from medsight.transforms.image import TTA_AXES
 
 BUNDLE_FORMAT = 1
 TASK = "image-classification"
-FILES = ("bundle.json", "model.onnx", "weights.pt")
-PARITY_TOLERANCE = 1e-4
+FILES = ("bundle.json", *NETWORK_FILES)
 
 
 ImagePrediction = ClassPrediction  # one image's result
@@ -72,33 +76,21 @@ class ImageBundle:
         parity_inputs: np.ndarray | None = None,
     ) -> ImageBundle:
         """Export ``model`` to ONNX, check parity with torch, and write the bundle atomically."""
-        from medsight.deploy.onnx import export_onnx, max_abs_difference
-
         path = Path(path)
         shape = tuple(int(s) for s in metadata["input_shape"])
-        model = model.eval().cpu()
+        check = parity_inputs
+        if check is None:
+            check = np.random.default_rng(0).random((4, *shape), dtype=np.float32)
         with staged_directory(path) as staging:
-            torch.save(model.state_dict(), staging / "weights.pt")
-            export_onnx(model, staging / "model.onnx", input_shape=shape)
-            check = parity_inputs
-            if check is None:
-                check = np.random.default_rng(0).random((4, *shape), dtype=np.float32)
-            difference = max_abs_difference(model, staging / "model.onnx", check[:16])
-            if not difference <= PARITY_TOLERANCE:
-                raise BundleError(
-                    f"ONNX export differs from torch by {difference:.2e} (> {PARITY_TOLERANCE}); "
-                    "nothing was written."
-                )
-            full = {
-                **metadata,
-                "format": BUNDLE_FORMAT,
-                "task": TASK,
-                "onnx_max_abs_difference": float(difference),
-                "sha256": {name: sha256_file(staging / name) for name in FILES[1:]},
-            }
-            (staging / "bundle.json").write_text(json.dumps(full, indent=2, default=str))
-            if model_card:
-                (staging / "model_card.md").write_text(model_card)
+            difference = write_network_files(model, staging, shape, check[:16])
+            full = write_bundle_metadata(
+                staging,
+                {**metadata, "onnx_max_abs_difference": difference},
+                task=TASK,
+                bundle_format=BUNDLE_FORMAT,
+                checksummed=FILES[1:],
+                model_card=model_card,
+            )
         return cls(full, path, model_card)
 
     # ------------------------------------------------------------------------------ reading
@@ -108,11 +100,8 @@ class ImageBundle:
         """Load a bundle folder, checking it is complete, of a known format and unmodified."""
         path = Path(path)
         metadata = read_bundle_metadata(path, FILES, TASK, BUNDLE_FORMAT)
-        for name, digest in metadata.get("sha256", {}).items():
-            if sha256_file(path / name) != digest:
-                raise BundleError(f"{path}: {name} does not match its recorded checksum.")
-        card = path / "model_card.md"
-        return cls(metadata, path, card.read_text() if card.exists() else "")
+        verify_checksums(path, metadata)
+        return cls(metadata, path, read_model_card(path))
 
     def _classifier(self) -> Any:
         from medsight.deploy.onnx import OnnxClassifier

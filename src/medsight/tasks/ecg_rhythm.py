@@ -20,9 +20,9 @@ from torch import nn
 from medsight.config import EcgTrainConfig
 from medsight.models.registry import create_model, get_model_entry
 from medsight.tasks.ecg_data import EcgSet, EcgSplits
-from medsight.tasks.image import engine_config
 from medsight.train.distributed import DistributedContext
 from medsight.train.engine import FitResult, Trainer
+from medsight.train.settings import engine_config
 from medsight.transforms.ecg import EcgCropDataset, EcgWindowDataset, average_by_record
 
 FEATURE_FAMILY = "signal-features"

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import re
 import shutil
 from collections.abc import Callable
@@ -23,7 +22,7 @@ import torch
 from torch import nn
 
 from medsight.bundle.image import ImageBundle
-from medsight.config import EngineSettings, ImageTrainConfig, dump_config
+from medsight.config import ImageTrainConfig, dump_config
 from medsight.data.fingerprint import package_versions
 from medsight.errors import ConfigError
 from medsight.evaluate.bootstrap import Estimate, binary_metrics_with_ci, multiclass_metrics_with_ci
@@ -33,7 +32,8 @@ from medsight.models.registry import create_model, get_model_entry
 from medsight.runs import run_name, staged_directory
 from medsight.tasks.image_data import ImageSplits, load_image_splits
 from medsight.train.distributed import DistributedContext, init_from_env
-from medsight.train.engine import EngineConfig, FitResult, Trainer
+from medsight.train.engine import FitResult, Trainer
+from medsight.train.settings import engine_config
 from medsight.transforms.image import (
     ImageTensorDataset,
     Standardize,
@@ -105,20 +105,6 @@ def _single_network(spec: dict[str, Any], normalisation: dict[str, list[float]])
         **spec.get("params", {}),
     )
     return Standardize(network, normalisation["mean"], normalisation["std"])
-
-
-def engine_config(
-    settings: EngineSettings, seed: int, *, n_train: int, progress: bool = True
-) -> EngineConfig:
-    """The engine's settings for ``n_train`` images: epochs capped by ``max_steps``, warm-up as a
-    fraction of them (``tta`` is applied at prediction, not here)."""
-    epochs = settings.epochs
-    if settings.max_steps is not None:
-        steps_per_epoch = max(1, math.ceil(n_train / settings.batch_size))
-        epochs = max(1, min(epochs, math.ceil(settings.max_steps / steps_per_epoch)))
-    values = settings.model_dump(exclude={"tta", "max_steps", "warmup_fraction", "epochs"})
-    warmup = round(settings.warmup_fraction * epochs)
-    return EngineConfig(**values, epochs=epochs, warmup_epochs=warmup, seed=seed, progress=progress)
 
 
 def new_network(
