@@ -136,7 +136,8 @@ class EngineSettings(_Strict):
     class_balance: Literal["none", "weights", "sampler"] = "none"
     label_smoothing: float = Field(0.0, ge=0.0, lt=1.0)
     grad_clip: float | None = Field(None, gt=0.0)
-    amp: Literal["auto", "on", "off"] = "auto"
+    amp: Literal["auto", "on", "off"] = "auto"  # "on": bf16 autocast on a CPU that has it too
+    ema_decay: float | None = Field(None, gt=0.0, lt=1.0)  # validate and keep an EMA of weights
     device: str = "auto"
     num_workers: int = Field(0, ge=0)
     tta: bool = True

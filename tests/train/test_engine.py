@@ -22,6 +22,7 @@ from medsight.train.engine import (
     EngineConfig,
     Trainer,
     class_weights,
+    cpu_has_native_bf16,
     dataset_labels,
     macro_auroc,
     warmup_cosine,
@@ -198,8 +199,9 @@ def test_bad_inputs_raise_clear_errors(tmp_path: Path) -> None:
         Trainer(tiny_cnn(1), config()).fit(good, good)
     with pytest.raises(ConfigError, match="checkpoint_dir"):
         Trainer(tiny_cnn(), config()).fit(good, good, resume=True)
-    with pytest.raises(ConfigError, match="amp='on' needs a CUDA"):
-        Trainer(tiny_cnn(), config(amp="on", device="cpu"))
+    if not cpu_has_native_bf16():
+        with pytest.raises(ConfigError, match="amp='on' on the CPU needs native bf16"):
+            Trainer(tiny_cnn(), config(amp="on", device="cpu"))
     with pytest.raises(DataError, match="empty"):
         Trainer(tiny_cnn(), config()).predict_proba(empty)
 
@@ -217,6 +219,8 @@ def test_bad_inputs_raise_clear_errors(tmp_path: Path) -> None:
         ("grad_clip", -1.0),
         ("amp", "yes"),
         ("seed", -1),
+        ("ema_decay", 1.0),
+        ("ema_decay", 0.0),
     ],
 )
 def test_invalid_config_values(field: str, value: object) -> None:
@@ -236,3 +240,42 @@ def test_non_finite_loss_names_the_epoch_and_keeps_the_last_good_checkpoint(
         trainer.fit(ToyImages(x, y, nan_epoch=2), toy(32, 2))
     saved = torch.load(tmp_path / "last.pt", weights_only=True)
     assert saved["epoch"] == 1
+
+
+def test_ema_keeps_the_moving_average_of_the_raw_trajectory() -> None:
+    """The kept weights are e_1 = w_1, e_k = d e_(k-1) + (1 - d) w_k over the optimiser steps,
+    and EMA does not change the raw trajectory (the same steps as a run without it)."""
+    decay = 0.7
+    seen: list[dict[str, torch.Tensor]] = []
+
+    def snapshot(module: nn.Module, _inputs: object) -> None:
+        if module.training:  # weights before each training step = after the previous one
+            seen.append({k: v.detach().clone() for k, v in module.named_parameters()})
+
+    train, val = toy(64, 1), toy(32, 2)
+    raw = Trainer(tiny_cnn(seed=3), config(epochs=1, batch_size=16))
+    raw.model.register_forward_pre_hook(snapshot)
+    raw.fit(train, val)
+    steps = seen[1:] + [{k: v.detach().clone() for k, v in raw.model.named_parameters()}]
+    assert len(steps) == 4
+
+    expected = dict(steps[0])
+    for weights in steps[1:]:
+        expected = {k: decay * expected[k] + (1 - decay) * weights[k] for k in expected}
+
+    averaged = Trainer(tiny_cnn(seed=3), config(epochs=1, batch_size=16, ema_decay=decay))
+    averaged.fit(toy(64, 1), toy(32, 2))
+    kept = dict(averaged.model.named_parameters())
+    for name, tensor in expected.items():
+        torch.testing.assert_close(kept[name].detach(), tensor, rtol=0, atol=1e-6)
+        assert not torch.allclose(kept[name], steps[-1][name]), name
+
+
+@pytest.mark.skipif(not cpu_has_native_bf16(), reason="this CPU has no native bf16")
+def test_bf16_autocast_on_a_cpu_that_has_it() -> None:
+    trainer = Trainer(tiny_cnn(), config(amp="on", device="cpu"))
+    assert trainer.amp_dtype == torch.bfloat16
+    result = trainer.fit(toy(192, 1), toy(96, 2))
+    assert result.best_score > 0.9
+    probs = trainer.predict_proba(toy(96, 3, augment=False))
+    assert probs.dtype == np.float64 and np.allclose(probs.sum(axis=1), 1.0)
