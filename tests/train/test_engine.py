@@ -256,7 +256,7 @@ def test_ema_keeps_the_moving_average_of_the_raw_trajectory() -> None:
     raw = Trainer(tiny_cnn(seed=3), config(epochs=1, batch_size=16))
     raw.model.register_forward_pre_hook(snapshot)
     raw.fit(train, val)
-    steps = seen[1:] + [{k: v.detach().clone() for k, v in raw.model.named_parameters()}]
+    steps = [*seen[1:], {k: v.detach().clone() for k, v in raw.model.named_parameters()}]
     assert len(steps) == 4
 
     expected = dict(steps[0])

@@ -4,8 +4,8 @@
 use two logits and softmax) on map-style datasets yielding ``(x, label)``. It does AdamW with linear
 warm-up then cosine decay stepped per batch, class weights or a weighted sampler, AMP on CUDA
 (bf16 on CPUs that have it, on request), an optional exponential moving average (EMA) of the
-weights, early stopping on validation AUROC (or loss) with the best weights restored, an atomic checkpoint
-every epoch that ``fit(resume=True)`` continues from exactly, and DDP under torchrun.
+weights, early stopping on validation AUROC (or loss) with the best weights restored, an atomic
+checkpoint every epoch that ``fit(resume=True)`` continues from exactly, and DDP under torchrun.
 
 Determinism: the global Python/NumPy/torch generators are reseeded at the start of every epoch
 from ``(seed, epoch, rank)`` and the shuffling generator from the same key, and a dataset with a
@@ -405,9 +405,7 @@ class Trainer:
         decay = self.config.ema_decay
         if decay is None:
             return None
-        return AveragedModel(
-            self.model, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True
-        )
+        return AveragedModel(self.model, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)
 
     def _check_dataset(self, dataset: Dataset, role: str) -> np.ndarray:
         try:
