@@ -70,11 +70,13 @@ def train(
         str | None,
         typer.Option(
             help="CSV/Parquet table; or images: .npz, medmnist:NAME, class folders, "
-            "path,label CSV with --task image, or 'phantom'."
+            "path,label CSV with --task image, or 'phantom'; or an ECG folder of WFDB records "
+            "with REFERENCE.csv."
         ),
     ] = None,
     task: Annotated[
-        str | None, typer.Option(help="tabular or image (inferred from --data when omitted).")
+        str | None,
+        typer.Option(help="tabular, image or ecg (inferred from --data when omitted)."),
     ] = None,
     target: Annotated[str | None, typer.Option(help="Target column.")] = None,
     patient_id: Annotated[str | None, typer.Option(help="Patient id column (CV groups).")] = None,
@@ -94,7 +96,7 @@ def train(
     name: Annotated[str | None, typer.Option(help="Run name.")] = None,
     output: Annotated[Path | None, typer.Option(help="Folder for run folders.")] = None,
     image_size: Annotated[int | None, typer.Option(help="Images: resize to N x N.")] = None,
-    epochs: Annotated[int | None, typer.Option(help="Images: maximum epochs.")] = None,
+    epochs: Annotated[int | None, typer.Option(help="Images and ECG: maximum epochs.")] = None,
     ensemble: Annotated[
         int | None, typer.Option(help="Images: networks averaged (different seeds; default 5).")
     ] = None,
@@ -104,23 +106,50 @@ def train(
 ) -> None:
     """Train, evaluate with confidence intervals, write the bundle and the HTML report.
 
-    Tables are cross-validated; images are trained on train, early-stopped on val, tested once.
+    Tables are cross-validated; images and ECG records are trained on train, early-stopped on
+    val, tested once.
     """
-    from medsight.cli.render import print_image_run, print_run
+    from medsight.cli.render import print_ecg_run, print_image_run, print_run
     from medsight.cli.runner import (
+        ECG_TASK,
         IMAGE_TASK,
+        looks_like_ecg_folder,
         looks_like_image_data,
         resolve_train_config,
+        run_ecg_with_progress,
         run_image_with_progress,
         train_with_progress,
     )
     from medsight.train.distributed import launch_rank
 
-    task_name = {"image": IMAGE_TASK, "tabular": "tabular-classification", None: None}.get(task)
+    task_name = {
+        "image": IMAGE_TASK,
+        "tabular": "tabular-classification",
+        "ecg": ECG_TASK,
+        None: None,
+    }.get(task)
     if task is not None and task_name is None:
-        raise ConfigError(f"--task must be 'tabular' or 'image', got '{task}'.")
+        raise ConfigError(f"--task must be 'tabular', 'image' or 'ecg', got '{task}'.")
+    if task_name is None and config is None and looks_like_ecg_folder(data):
+        task_name = ECG_TASK
     if task_name is None and config is None and looks_like_image_data(data):
         task_name = IMAGE_TASK
+    if task_name is None and config is not None and _config_task(config) == ECG_TASK:
+        task_name = ECG_TASK
+    if task_name == ECG_TASK:
+        if resume:
+            raise ConfigError("--resume is for image runs; an ECG run starts from scratch.")
+        ecg_overrides = {
+            "data.path": data,
+            "model.name": model,
+            "engine.epochs": epochs,
+            "seed": seed,
+            "name": name,
+            "output_dir": output,
+        }
+        ecg_config = resolve_train_config(config, ecg_overrides, task=ECG_TASK)
+        print_ecg_run(console, run_ecg_with_progress(console, ecg_config))
+        return
     if task_name == IMAGE_TASK or (config is not None and _config_task(config) == IMAGE_TASK):
         image_overrides = {
             "data.path": data,

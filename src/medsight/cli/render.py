@@ -79,6 +79,26 @@ def print_image_run(console: Console, result: Any) -> None:
     console.print(f"Report: [bold]{result.report_path}[/bold]")
 
 
+def print_ecg_run(console: Console, result: Any) -> None:
+    """Test challenge score, accuracy, macro AUROC and per-class F1 with CIs; where things are."""
+    metrics = result.metrics
+    names = result.splits.test.class_names
+    rows = {
+        "Challenge score (mean F1 of N, A, O)": metrics["challenge_score"],
+        "Accuracy": metrics["accuracy"],
+        "Macro AUROC": metrics["macro_auroc"],
+        **{f"F1 {name}": metrics[f"{name}/f1"] for name in names},
+    }
+    table = Table("metric", "value", "95% CI", title=f"Test-part metrics: {result.run_dir.name}")
+    for label, estimate in rows.items():
+        table.add_row(label, f"{estimate.value:.3f}", f"{estimate.lo:.3f}–{estimate.hi:.3f}")
+    console.print(table)
+    val = result.val_metrics["challenge_score"]
+    console.print(f"Validation challenge score {val}; test records {len(result.splits.test)}")
+    console.print(f"Bundle: [bold]{result.bundle_path}[/bold]")
+    console.print(f"Report: [bold]{result.report_path}[/bold]")
+
+
 def print_image_predictions(console: Console, results: list[dict[str, Any]]) -> None:
     table = Table("image", "prediction", "probability", "Grad-CAM", "warnings", title="Predictions")
     for item in results:

@@ -8,10 +8,23 @@ from typing import Any
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from medsight.config import AnyConfig, ImageTrainConfig, TrainConfig, load_config, parse_config
+from medsight.config import (
+    AnyConfig,
+    EcgTrainConfig,
+    ImageTrainConfig,
+    TrainConfig,
+    load_config,
+    parse_config,
+)
 from medsight.tasks.tabular import TabularRunResult, run_tabular
 
 IMAGE_TASK = "image-classification"
+ECG_TASK = "ecg-rhythm"
+
+
+def looks_like_ecg_folder(data: Path | str | None) -> bool:
+    """True for a folder with a ``REFERENCE.csv`` (the PhysioNet/CinC 2017 rhythm layout)."""
+    return data is not None and (Path(str(data)) / "REFERENCE.csv").is_file()
 
 
 def looks_like_image_data(data: Path | str | None) -> bool:
@@ -54,6 +67,36 @@ def run_image_with_progress(
     return run_image(
         config, resume=resume, stage=lambda message: console.print(f"[dim]•[/dim] {message}")
     )
+
+
+def run_ecg_with_progress(console: Console, config: EcgTrainConfig) -> Any:
+    """Run the ECG task: a bar while records are read, then the engine's per-epoch bar."""
+    from medsight.tasks.ecg_run import run_ecg
+
+    reading = Progress(
+        TextColumn("[bold blue]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
+    )
+    task = reading.add_task("reading ECG records", total=None)
+
+    def on_read(done: int, total: int) -> None:
+        if not reading.live.is_started and done < total:
+            reading.start()
+        reading.update(task, completed=done, total=total)
+        if done >= total and reading.live.is_started:
+            reading.stop()  # the engine draws its own bar next; Rich allows one at a time
+
+    try:
+        return run_ecg(
+            config, log=lambda message: console.print(f"[dim]•[/dim] {message}"), on_read=on_read
+        )
+    finally:
+        if reading.live.is_started:
+            reading.stop()
 
 
 def train_with_progress(console: Console, config: TrainConfig) -> TabularRunResult:
