@@ -15,6 +15,7 @@ import typer
 from rich.console import Console
 
 from medsight.cli.ecg import ecg_app
+from medsight.cli.registry import registry_app
 from medsight.errors import ConfigError, MedsightError
 
 app = typer.Typer(
@@ -27,6 +28,7 @@ app = typer.Typer(
 data_app = typer.Typer(help="Inspect data before training.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
 app.add_typer(ecg_app, name="ecg")
+app.add_typer(registry_app, name="registry")
 console = Console()
 errors = Console(stderr=True)
 
