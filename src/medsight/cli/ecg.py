@@ -1,4 +1,5 @@
-"""``medsight ecg``: ECG commands; ``medsight ecg stream`` replays a recording as a live monitor.
+"""``medsight ecg``: ECG commands; ``stream`` replays a recording as a live monitor and
+``beats-train`` trains an AAMI beat classifier on annotated records (EC57-style table).
 
 Registered on the main app as a sub-app. Errors a user can fix are printed as one line on stderr
 with exit code 2 here, so the command behaves the same under ``medsight`` and under a test runner.
@@ -15,12 +16,16 @@ from rich.console import Console
 from medsight.errors import MedsightError
 
 if TYPE_CHECKING:
+    import pandas as pd
+
     from medsight.bundle.ecg import EcgBundle
+    from medsight.bundle.ecg_beats import BeatBundle
     from medsight.io.ecg import EcgRecord
     from medsight.stream.ecg import Alert, ReplayRun
 
 ecg_app = typer.Typer(
-    help="ECG tools: rhythm of recordings, live monitoring of a recording.", no_args_is_help=True
+    help="ECG tools: rhythm of recordings, beat classification, live monitoring of a recording.",
+    no_args_is_help=True,
 )
 console = Console()
 errors = Console(stderr=True)
@@ -33,6 +38,9 @@ _STYLES = {
     "af_ended": "green",
     "signal_quality": "yellow",
     "beat": "dim",
+    "ventricular_run": "bold red",
+    "ventricular_ectopy": "magenta",
+    "supraventricular_ectopy": "cyan",
 }
 
 
@@ -104,10 +112,16 @@ def stream(
         str | None, typer.Option(help="Lead name or index (default: the bundle's, else first).")
     ] = None,
     beats: Annotated[bool, typer.Option(help="Also print every beat.")] = False,
+    beat_bundle: Annotated[
+        Path | None,
+        typer.Option(
+            help="ECG beat bundle (beats-train): adds ventricular/supraventricular ectopy alerts."
+        ),
+    ] = None,
 ) -> None:
     """Replay a recording through the streaming monitor, printing each alert as it happens."""
     try:
-        _stream(file, bundle, speed, chunk_seconds, fs, lead, beats)
+        _stream(file, bundle, speed, chunk_seconds, fs, lead, beats, beat_bundle)
     except MedsightError as exc:
         errors.print(f"[bold red]error:[/bold red] {exc}", highlight=False, soft_wrap=True)
         raise typer.Exit(exc.exit_code) from None
@@ -121,19 +135,29 @@ def _stream(
     fs: float | None,
     lead: str | None,
     beats: bool,
+    beat_bundle_path: Path | None = None,
 ) -> None:
     from medsight.bundle.ecg import EcgBundle
+    from medsight.bundle.ecg_beats import BeatBundle
     from medsight.io.ecg import read_ecg
     from medsight.stream.ecg import StreamingEcgDetector, StreamSettings, replay
 
     record = read_ecg(file, fs=fs)
     bundle = EcgBundle.load(bundle_path) if bundle_path is not None else None
-    chosen = _lead(record, lead, bundle)
-    detector = StreamingEcgDetector(record.fs, bundle, StreamSettings(beat_alerts=beats))
+    beat_bundle = BeatBundle.load(beat_bundle_path) if beat_bundle_path is not None else None
+    chosen = _lead(record, lead, bundle if bundle is not None else beat_bundle)
+    detector = StreamingEcgDetector(
+        record.fs, bundle, StreamSettings(beat_alerts=beats), beat_bundle=beat_bundle
+    )
     console.print(
         f"[bold]{record.name or file.name}[/bold]: lead {record.lead_names[chosen]}, "
         f"{record.fs:g} Hz, {record.duration_seconds:.1f} s"
-        + (f", rhythm bundle {bundle.metadata.get('name', bundle_path)}" if bundle else ""),
+        + (f", rhythm bundle {bundle.metadata.get('name', bundle_path)}" if bundle else "")
+        + (
+            f", beat bundle {beat_bundle.metadata.get('name', beat_bundle_path)}"
+            if beat_bundle
+            else ""
+        ),
         highlight=False,
         soft_wrap=True,
     )
@@ -143,8 +167,9 @@ def _stream(
     _print_summary(run)
 
 
-def _lead(record: EcgRecord, lead: str | None, bundle: EcgBundle | None) -> int:
-    """Index of the lead to monitor: ``--lead`` (name or index), the bundle's lead, or 0."""
+def _lead(record: EcgRecord, lead: str | None, bundle: EcgBundle | BeatBundle | None) -> int:
+    """Index of the lead to monitor: ``--lead`` (name or index), the (rhythm, else beat)
+    bundle's lead, or 0."""
     if lead is not None:
         key: str | int = int(lead) if lead.lstrip("-").isdigit() else lead
         return record.lead_names.index(record.select([key]).lead_names[0])
@@ -179,6 +204,10 @@ def _print_summary(run: ReplayRun) -> None:
         highlight=False,
         soft_wrap=True,
     )
+    _, labels = run.detector.beat_classes
+    if labels.size:
+        counts = ", ".join(f"{c} {int((labels == c).sum())}" for c in sorted(set(labels.tolist())))
+        console.print(f"{labels.size} beats classified: {counts}", highlight=False)
     updates = run.detector.rhythm_updates
     if updates:
         last = updates[-1]
@@ -193,3 +222,65 @@ def _print_summary(run: ReplayRun) -> None:
         highlight=False,
         soft_wrap=True,
     )
+
+
+@ecg_app.command("beats-train")
+def beats_train(
+    data: Annotated[
+        Path, typer.Option(help="Folder of WFDB records with .atr beat annotations (MIT-BIH).")
+    ],
+    output: Annotated[Path, typer.Option(help="New bundle folder to write.")],
+    split: Annotated[
+        str,
+        typer.Option(help="ds: de Chazal DS1 train / DS2 test (MIT-BIH); records: by record."),
+    ] = "ds",
+    lead: Annotated[
+        str | None, typer.Option(help="Lead name or index (default MLII, else the first).")
+    ] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the model (and of a records split).")] = 0,
+) -> None:
+    """Train an AAMI beat classifier (N, S, V, F, Q); print the held-out EC57-style table."""
+    try:
+        _beats_train(data, output, split, lead, seed)
+    except MedsightError as exc:
+        errors.print(f"[bold red]error:[/bold red] {exc}", highlight=False, soft_wrap=True)
+        raise typer.Exit(exc.exit_code) from None
+
+
+def _beats_train(data: Path, output: Path, split: str, lead: str | None, seed: int) -> None:
+    from medsight.errors import ConfigError
+    from medsight.tasks.ecg_beats import save_beat_bundle, train_beat_model
+
+    if split not in ("ds", "records"):
+        raise ConfigError(f"--split must be 'ds' or 'records'; got {split!r}.")
+    if output.exists():
+        raise ConfigError(f"{output} already exists; choose a new bundle folder.")
+    key: str | int | None = int(lead) if lead is not None and lead.isdigit() else lead
+    result = train_beat_model(data, split=split, seed=seed, lead=key)  # type: ignore[arg-type]
+    console.print(
+        f"train records ({len(result.train_records)}): {', '.join(result.train_records)}\n"
+        f"test records ({len(result.test_records)}): {', '.join(result.test_records)}\n"
+        f"train beats {result.train_counts}; test beats {result.test_counts}",
+        highlight=False,
+        soft_wrap=True,
+    )
+    _print_ec57(result.table, f"Held-out test beats, {result.model_name}, lead {result.lead}")
+    bundle = save_beat_bundle(result, output)
+    console.print(f"bundle: {bundle.path} ({result.seconds:.1f} s)", highlight=False)
+
+
+def _print_ec57(table: pd.DataFrame, title: str) -> None:
+    from rich.table import Table
+
+    rich_table = Table(title=title)
+    for column in ("class", "support", "predicted", "Se", "PPV", "F1"):
+        rich_table.add_column(column, justify="left" if column == "class" else "right")
+    for label, row in table.iterrows():
+        rates = [row[c] for c in ("sensitivity", "ppv", "f1")]
+        rich_table.add_row(
+            str(label),
+            f"{int(row['support'])}",
+            "-" if label == "macro" else f"{int(row['predicted'])}",
+            *("-" if value != value else f"{value:.3f}" for value in rates),
+        )
+    console.print(rich_table)

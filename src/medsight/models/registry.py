@@ -80,4 +80,4 @@ def list_models(family: str | None = None) -> list[ModelEntry]:
 
 def _load_builtin_models() -> None:
     # Importing the model modules runs their @register_model decorators.
-    from medsight.models import ecg_features, imaging, signal, tabular  # noqa: F401
+    from medsight.models import ecg_beats, ecg_features, imaging, signal, tabular  # noqa: F401

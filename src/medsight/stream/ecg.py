@@ -18,7 +18,13 @@ the alerts each chunk triggers:
   announced after 2 consecutive updates with P(AF) >= 0.5 and ended after 2 below. Updates skip
   lost signal: their window starts after it and needs the bundle's ``min_seconds``;
 * ``signal_quality`` when the signal is lost (at the first NaN sample, or when the last 1 s,
-  judged every 0.25 s, is a flat line), noisy (the bundle's "~" class) or restored.
+  judged every 0.25 s, is a flat line), noisy (the bundle's "~" class) or restored;
+* with a beat bundle (:class:`~medsight.bundle.ecg_beats.BeatBundle`), every detected beat is
+  classified (AAMI N, S, V, F, Q) once the next beat is found (or a pause announced), from the
+  features of :class:`~medsight.signal.beat_features.BeatFeatureStream`:
+  ``ventricular_ectopy`` / ``supraventricular_ectopy`` on a V / S beat, at most one of each per
+  ``ectopy_every_s`` (the next one counts the beats since), and ``ventricular_run`` once per run
+  of ``run_beats`` or more consecutive V beats.
 
 Each :class:`Alert` carries ``event_time_s`` (signal time of its evidence) and ``emitted_time_s``
 (signal time of the end of the chunk whose :meth:`~StreamingEcgDetector.push` returned it); their
@@ -44,6 +50,7 @@ from medsight.errors import ConfigError, DataError
 
 if TYPE_CHECKING:
     from medsight.bundle.ecg import EcgBundle
+    from medsight.bundle.ecg_beats import BeatBundle
     from medsight.io.ecg import EcgRecord
 
 AF_CLASS = "A"
@@ -99,9 +106,18 @@ class StreamSettings:
     quality_window_s: float = 1.0
     flat_mv: float = 0.01
     beat_alerts: bool = False
+    ectopy_every_s: float = 10.0
+    run_beats: int = 3
 
     def __post_init__(self) -> None:
-        positive = ("rhythm_every_s", "pause_s", "quality_window_s", "tachy_bpm", "brady_bpm")
+        positive = (
+            "rhythm_every_s",
+            "pause_s",
+            "quality_window_s",
+            "tachy_bpm",
+            "brady_bpm",
+            "ectopy_every_s",
+        )
         for name in positive:
             value = getattr(self, name)
             if not (isinstance(value, int | float) and math.isfinite(value) and value > 0):
@@ -112,6 +128,8 @@ class StreamSettings:
             )
         if self.af_updates < 1 or self.rate_beats < 1:
             raise ConfigError("StreamSettings.af_updates and rate_beats must be at least 1.")
+        if self.run_beats < 2:
+            raise ConfigError(f"StreamSettings.run_beats must be at least 2; got {self.run_beats}.")
         if self.brady_bpm >= self.tachy_bpm:
             raise ConfigError("StreamSettings.brady_bpm must be below tachy_bpm.")
 
@@ -587,6 +605,81 @@ class _RhythmMonitor:
         return alerts
 
 
+_ECTOPY = {"V": ("ventricular_ectopy", "ventricular"), "S": ("supraventricular_ectopy",
+                                                         "supraventricular")}  # fmt: skip
+
+
+class _BeatClassMonitor:
+    """AAMI classes of the beats, one beat late, and rate-limited ectopy alerts."""
+
+    def __init__(self, fs: float, bundle: BeatBundle, settings: StreamSettings) -> None:
+        from medsight.signal.beat_features import BeatFeatureStream
+
+        self.fs = fs
+        self.bundle = bundle
+        self.settings = settings
+        self.features = BeatFeatureStream(fs)
+        self.classes = list(bundle.classes)
+        self.pause = max(1, round(settings.pause_s * fs))
+        self.every = round(settings.ectopy_every_s * fs)
+        self.rpeaks: list[int] = []
+        self.labels: list[str] = []
+        self._run: list[int] = []  # R peaks of the current run of V beats
+        self._last_alert: dict[str, int | None] = {"V": None, "S": None}
+        self._since = {"V": 0, "S": 0}  # ectopic beats since the last alert of that kind
+
+    def push(self, x: np.ndarray, events: list[tuple[str, int]]) -> list[Alert]:
+        """Buffer ``x``, take the detector's events; classify the beats now complete."""
+        features = self.features
+        features.push_samples(x)
+        for kind, sample in events:
+            if kind == "beat":
+                features.add_beat(sample)
+            elif kind == "pause":
+                features.pause(sample, self.pause)
+            elif kind == "restart":
+                features.reset(sample)
+                self._run = []
+        peaks, rows = features.ready()
+        if peaks.size == 0:
+            return []
+        probabilities = self.bundle.predict_rows(rows, threads=1)
+        alerts: list[Alert] = []
+        for r, row in zip(peaks.tolist(), probabilities, strict=True):
+            best = int(row.argmax())
+            label = self.classes[best]
+            self.rpeaks.append(r)
+            self.labels.append(label)
+            alerts.extend(self._on_beat(r, label, float(row[best])))
+        return alerts
+
+    def _on_beat(self, r: int, label: str, p: float) -> list[Alert]:
+        alerts: list[Alert] = []
+        self._run = [*self._run, r] if label == "V" else []
+        n_run = len(self._run)
+        if n_run == self.settings.run_beats:
+            start = self._run[0] / self.fs
+            message = f"ventricular run: {n_run} consecutive ventricular beats from {start:.2f} s"
+            details = {"beats": n_run, "start_s": round(start, 3)}
+            alerts.append(Alert("ventricular_run", message, r / self.fs, details=details))
+        if label not in _ECTOPY:
+            return alerts
+        kind, name = _ECTOPY[label]
+        self._since[label] += 1
+        last = self._last_alert[label]
+        if last is not None and r - last < self.every:
+            return alerts
+        count, self._since[label], self._last_alert[label] = self._since[label], 0, r
+        details: dict[str, Any] = {"probability": round(p, 4), "beats": count}
+        if last is None or count == 1:
+            message = f"{name} ectopic beat (P {p:.2f})"
+        else:
+            message = f"{name} ectopy: {count} {label} beats since {last / self.fs:.2f} s"
+            details["since_s"] = round(last / self.fs, 3)
+        alerts.append(Alert(kind, message, r / self.fs, details=details))
+        return alerts
+
+
 def _window_runner(bundle: EcgBundle, threads: int | None) -> Any:
     """``(1, samples) -> (K,)`` probabilities: the bundle's, or its ONNX model on ``threads``."""
     if threads is None or not bundle.is_network or bundle.path is None:
@@ -610,11 +703,12 @@ def _window_runner(bundle: EcgBundle, threads: int | None) -> Any:
 
 
 class StreamingEcgDetector:
-    """Beats, rate, pause, signal-quality and (with a bundle) AF alerts on a live ECG lead.
+    """Beats, rate, pause, signal-quality and (with bundles) AF and ectopy alerts on a live lead.
 
     ``fs`` is the stream's rate. ``bundle`` (optional) adds rhythm updates every
     ``settings.rhythm_every_s`` on the last window of the bundle's length, resampled to its rate;
     ``onnx_threads`` runs a network bundle's ONNX model on its own session with that many threads.
+    ``beat_bundle`` (optional) classifies each detected beat, one beat late, on one thread.
     """
 
     def __init__(
@@ -624,15 +718,20 @@ class StreamingEcgDetector:
         settings: StreamSettings | None = None,
         *,
         onnx_threads: int | None = None,
+        beat_bundle: BeatBundle | None = None,
     ) -> None:
         self.fs = _check_fs(fs)
         self.settings = settings or StreamSettings()
         self.bundle = bundle
+        self.beat_bundle = beat_bundle
         self._qrs = CausalQrsDetector(self.fs, pause_s=self.settings.pause_s)
         self._beats = _BeatMonitor(self.fs, self.settings)
         self._quality = _QualityMonitor(self.fs, self.settings)
         self._rhythm = (
             None if bundle is None else _RhythmMonitor(self.fs, bundle, self.settings, onnx_threads)
+        )
+        self._classes = (
+            None if beat_bundle is None else _BeatClassMonitor(self.fs, beat_bundle, self.settings)
         )
 
     @property
@@ -643,6 +742,14 @@ class StreamingEcgDetector:
     def rpeaks(self) -> np.ndarray:
         """Sample indices of the R peaks found so far (int64, increasing)."""
         return np.asarray(self._qrs.rpeaks, dtype=np.int64)
+
+    @property
+    def beat_classes(self) -> tuple[np.ndarray, np.ndarray]:
+        """R peaks (re-aligned, samples) and AAMI labels of the beats classified so far."""
+        if self._classes is None:
+            return np.empty(0, dtype=np.int64), np.empty(0, dtype="<U1")
+        labels = np.array(self._classes.labels, dtype="<U1")
+        return np.asarray(self._classes.rpeaks, dtype=np.int64), labels
 
     @property
     def rhythm_updates(self) -> list[RhythmUpdate]:
@@ -659,7 +766,10 @@ class StreamingEcgDetector:
         for piece in self._pieces(_as_chunk(chunk)):
             start = self.samples_seen
             alerts += self._quality.push(piece, start)
-            alerts += self._beats.on_events(self._detect(piece))
+            events = self._detect(piece)
+            alerts += self._beats.on_events(events)
+            if self._classes is not None:
+                alerts += self._classes.push(piece, events)
             if self._rhythm is not None:
                 alerts += self._rhythm.push(piece, start, self._quality.bad_until)
         now = self.samples_seen / self.fs
@@ -805,12 +915,14 @@ def stream_benchmark(
     lead: str | int | None = None,
     reference: np.ndarray | None = None,
     tolerance_s: float = 0.15,
+    beat_bundle: BeatBundle | None = None,
 ) -> dict[str, Any]:
     """Replay ``signal`` as fast as possible on one core; JSON-ready speed, latency and accuracy.
 
-    ``realtime_factor`` is signal seconds per processing second, with torch and ONNX Runtime held
-    to one thread. R-peak sensitivity and PPV (``tolerance_s``) are reported against
-    ``reference`` beat samples, or the record's beat annotations when it has them.
+    ``realtime_factor`` is signal seconds per processing second, with torch, ONNX Runtime and
+    LightGBM held to one thread. R-peak sensitivity and PPV (``tolerance_s``) are reported
+    against ``reference`` beat samples, or the record's beat annotations when it has them.
+    ``beat_bundle`` adds beat classification (and its counts per class) to the replay.
     """
     import torch
 
@@ -820,7 +932,7 @@ def stream_benchmark(
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        detector = StreamingEcgDetector(fs, bundle, onnx_threads=1)
+        detector = StreamingEcgDetector(fs, bundle, onnx_threads=1, beat_bundle=beat_bundle)
         run = replay(lead_signal, fs, chunk_s=chunk_s, detector=detector)
         for _ in run:
             pass
@@ -834,6 +946,10 @@ def stream_benchmark(
         "rhythm_updates": len(detector.rhythm_updates),
         **run.stats.to_dict(),
     }
+    if beat_bundle is not None:
+        _, labels = detector.beat_classes
+        figures["beat_bundle"] = str(beat_bundle.metadata.get("name", beat_bundle.path))
+        figures["beat_classes"] = {c: int(np.sum(labels == c)) for c in beat_bundle.classes}
     if reference is not None:
         from medsight.signal.peaks import match_peaks
 
