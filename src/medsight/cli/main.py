@@ -16,6 +16,8 @@ from rich.console import Console
 
 from medsight.cli.ecg import ecg_app
 from medsight.cli.registry import registry_app
+from medsight.cli.retrain import retrain_command
+from medsight.cli.serve import serve_command
 from medsight.errors import ConfigError, MedsightError
 
 app = typer.Typer(
@@ -29,6 +31,8 @@ data_app = typer.Typer(help="Inspect data before training.", no_args_is_help=Tru
 app.add_typer(data_app, name="data")
 app.add_typer(ecg_app, name="ecg")
 app.add_typer(registry_app, name="registry")
+app.command("retrain")(retrain_command)
+app.command("serve")(serve_command)
 console = Console()
 errors = Console(stderr=True)
 

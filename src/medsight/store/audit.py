@@ -57,6 +57,7 @@ class AuditAction(StrEnum):
     REGISTER = "register"
     PROMOTE = "promote"
     ROLLBACK = "rollback"
+    RETRAIN = "retrain"
     USER_CREATE = "user_create"
     USER_UPDATE = "user_update"
     TOKEN_CREATE = "token_create"

@@ -291,6 +291,8 @@ def run_tabular(
             f"{' grouped by patient' if prepared.groups is not None else ''}, stratified"
         ),
         "package_versions": package_versions(),
+        # the run's own config, so `medsight retrain` can refit the same recipe from a registry copy
+        "config": config.model_dump(mode="json"),
     }
     bundle = TabularBundle(final, prepared.schema, background, sources, metadata)
     result = TabularRunResult(

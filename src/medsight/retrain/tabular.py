@@ -1,0 +1,389 @@
+"""Retraining a tabular bundle: original table + feedback rows, the champion's own configuration.
+
+The champion's training config is taken, in this order, from ``--config``, from the bundle's
+``bundle.json`` (``config``, written by retraining), or from ``config.yaml`` in the run folder the
+bundle was registered from. The original table is the config's ``data.path`` unless ``--data``
+overrides it. Each feedback input is the JSON of one table row (``{"row": {...}}`` as the API
+receives it, or the bare ``{column: value}`` object) and must pass the champion's schema.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import yaml
+
+from medsight.bundle.tabular import TASK, TabularBundle
+from medsight.config import TrainConfig, parse_config
+from medsight.data.fingerprint import frame_fingerprint, package_versions
+from medsight.data.schema import TableSchema, canonical_category, validate_frame
+from medsight.errors import ConfigError, DataError
+from medsight.explain.tabular import summarise_background
+from medsight.io.tabular import read_table
+from medsight.retrain.base import (
+    Challenge,
+    Champion,
+    FeedbackCase,
+    HeldOut,
+    RetrainOptions,
+    UnusableCase,
+)
+from medsight.retrain.holdout import holdout_split
+from medsight.tasks.tabular import prepare_table
+from medsight.train.tabular import FittedTabularModel, fit_tabular_model
+from medsight.transforms.tabular import source_columns
+
+CHAMPION_BIAS_NOTE = (
+    "The held-out rows were taken from the original data, which the champion may have been "
+    "trained on: its figures on them can be optimistic, which biases the gate towards keeping "
+    "the champion. Pass --holdout with labelled data neither model has seen for an unbiased "
+    "comparison."
+)
+
+
+@dataclass
+class _Payload:
+    """What saving the challenger needs: the fitted model, its training rows and provenance."""
+
+    fitted: FittedTabularModel
+    schema: TableSchema
+    X: pd.DataFrame
+    y: np.ndarray
+    config: TrainConfig
+    champion: Champion
+    champion_metadata: dict[str, Any]
+
+
+class TabularRetrainer:
+    """The :class:`~medsight.retrain.base.Retrainer` of ``tabular-classification`` bundles."""
+
+    kind = TASK
+
+    def train(
+        self, champion: Champion, cases: Sequence[FeedbackCase], options: RetrainOptions
+    ) -> Challenge:
+        bundle = TabularBundle.load(champion.folder)
+        schema = bundle.schema
+        config, config_source = champion_config(bundle, champion, options.config)
+        data_path = resolve_data_path(options.data or config.data.path, config_source)
+        config = config.model_copy(
+            update={"data": config.data.model_copy(update={"path": data_path})}
+        )
+        prepared = prepare_table(config, read_table(data_path))
+        features = _check_columns(prepared.frame, schema, str(data_path))
+        y_original = labels_to_y(prepared.frame[schema.target], schema, str(data_path))
+        groups = prepared.groups
+
+        rows, used, unusable = feedback_rows(cases, schema)
+        y_feedback = np.array([int(c.label == schema.positive_class) for c in used], dtype=int)
+        feedback_keys = set(row_keys(rows, features))
+
+        if options.holdout is not None:
+            train_idx = np.arange(len(y_original))
+            holdout_frame = read_table(options.holdout)
+            validate_frame(holdout_frame, schema, require_target=True, where=str(options.holdout))
+            y_holdout = labels_to_y(holdout_frame[schema.target], schema, str(options.holdout))
+            holdout_groups = _groups(holdout_frame, schema)
+            holdout_source = f"labelled table {options.holdout}"
+            notes: list[str] = []
+        else:
+            train_idx, holdout_idx = holdout_split(
+                y_original, groups, fraction=options.holdout_fraction, seed=options.holdout_seed
+            )
+            holdout_frame = prepared.frame.iloc[holdout_idx].reset_index(drop=True)
+            y_holdout = y_original[holdout_idx]
+            holdout_groups = None if groups is None else groups[holdout_idx]
+            holdout_source = (
+                f"stratified {options.holdout_fraction:.0%} of the original data "
+                f"(seed {options.holdout_seed}), not used to train the challenger"
+            )
+            notes = [CHAMPION_BIAS_NOTE]
+        # a held-out row identical to a feedback case would be scored by a model trained on it
+        seen = row_keys(holdout_frame, features).isin(feedback_keys).to_numpy()
+        if seen.any():
+            holdout_frame = holdout_frame.loc[~seen].reset_index(drop=True)
+            y_holdout = y_holdout[~seen]
+            holdout_groups = None if holdout_groups is None else holdout_groups[~seen]
+            notes.append(
+                f"{int(seen.sum())} held-out rows identical to feedback cases were left out of "
+                "the comparison (the challenger trained on them)."
+            )
+        # an original row that a clinician has since given a verdict on: the verdict replaces it
+        original_keys = row_keys(prepared.frame.iloc[train_idx], features)
+        replaced = original_keys.isin(feedback_keys).to_numpy()
+        train_idx = train_idx[~replaced]
+        if replaced.any():
+            notes.append(
+                f"{int(replaced.sum())} original rows identical to feedback cases were replaced "
+                "by the feedback (the clinician's label is the newer one)."
+            )
+        if not used:
+            notes.append(
+                "No usable feedback: the challenger is the champion's configuration refitted on "
+                "the original data only."
+            )
+
+        parts = [prepared.frame.iloc[train_idx][features]] + ([rows[features]] if used else [])
+        X_train = pd.concat(parts, ignore_index=True)
+        y_train = np.concatenate([y_original[train_idx], y_feedback])
+        train_groups = None
+        if groups is not None:
+            train_groups = np.concatenate(
+                [groups[train_idx].astype(str), [f"feedback-{c.prediction_id}" for c in used]]
+            )
+        fitted = fit_tabular_model(
+            X_train,
+            y_train,
+            train_groups,
+            schema,
+            model=config.model,
+            cleaning=config.cleaning,
+            evaluation=config.evaluation,
+            seed=config.seed,
+        )
+        X_holdout = holdout_frame[features]
+        held_out = HeldOut(
+            y=y_holdout,
+            champion_probability=bundle.model.predict_proba(X_holdout),
+            challenger_probability=fitted.predict_proba(X_holdout),
+            champion_threshold=float(bundle.model.threshold),
+            challenger_threshold=float(fitted.threshold),
+            groups=holdout_groups,
+        )
+        counts = {
+            "original_rows": len(y_original),
+            "original_training_rows": len(train_idx),
+            "feedback_used": len(used),
+            "feedback_confirmed": sum(c.verdict == "confirmed" for c in used),
+            "feedback_corrected": sum(c.verdict == "corrected" for c in used),
+            "training_rows": len(y_train),
+            "holdout_rows": len(y_holdout),
+            "holdout_positive": int(y_holdout.sum()),
+            "holdout_excluded_as_feedback": int(seen.sum()),
+            "original_replaced_by_feedback": int(replaced.sum()),
+        }
+        sources = {
+            "config": config_source,
+            "original_data": str(data_path),
+            "holdout": holdout_source,
+            "model": config.model.name,
+        }
+        payload = _Payload(fitted, schema, X_train, y_train, config, champion, bundle.metadata)
+        return Challenge(held_out, used, unusable, counts, sources, notes, payload)
+
+    def save(self, challenge: Challenge, folder: Path, metadata: dict[str, Any]) -> Path:
+        payload: _Payload = challenge.payload
+        config = payload.config
+        preprocess = payload.fitted.pipeline[:-1]
+        sources = source_columns(preprocess, payload.schema)
+        background = summarise_background(np.asarray(preprocess.transform(payload.X), dtype=float))
+        base = str(payload.champion_metadata.get("name") or payload.champion.task)
+        training = payload.X.assign(**{payload.schema.target: payload.y})
+        counts = challenge.counts
+        full = {
+            "name": f"{base.removesuffix('-retrained')}-retrained",
+            "model": config.model.name,
+            "created": datetime.now(UTC).isoformat(timespec="seconds"),
+            "seed": config.seed,
+            "data_fingerprint": frame_fingerprint(training, config.data.path),
+            "class_balance": {
+                str(payload.schema.positive_class): int(payload.y.sum()),
+                "other": int(len(payload.y) - payload.y.sum()),
+            },
+            "evaluation": (
+                f"held-out comparison with the champion on {counts['holdout_rows']} cases "
+                f"({challenge.sources['holdout']})"
+            ),
+            "package_versions": package_versions(),
+            "config": config.model_dump(mode="json"),
+            "retrained_from": {
+                "task": payload.champion.task,
+                "version": payload.champion.version,
+                "name": payload.champion.name,
+            },
+            "feedback": {
+                k: counts[k] for k in ("feedback_used", "feedback_confirmed", "feedback_corrected")
+            },
+            **metadata,
+        }
+        bundle = TabularBundle(payload.fitted, payload.schema, background, sources, full)
+        bundle.model_card = _model_card(full, challenge)
+        return bundle.save(folder)
+
+
+def champion_config(
+    bundle: TabularBundle, champion: Champion, override: Path | None
+) -> tuple[TrainConfig, str]:
+    """The champion's training config and where it was found (see the module docstring)."""
+    if override is not None:
+        return _config_file(Path(override)), str(override)
+    recorded = bundle.metadata.get("config")
+    if isinstance(recorded, dict):
+        return _as_train_config(parse_config(recorded, source="bundle.json config")), (
+            f"bundle.json of {champion.task} v{champion.version}"
+        )
+    if champion.registered_from is not None:
+        origin = Path(champion.registered_from)
+        for candidate in (origin.parent / "config.yaml", origin / "config.yaml"):
+            if candidate.is_file():
+                return _config_file(candidate), str(candidate)
+    raise ConfigError(
+        f"cannot find the training config of {champion.task} v{champion.version}: its bundle "
+        "records none and the run folder it was registered from has no config.yaml; pass "
+        "--config with the run's config.yaml."
+    )
+
+
+def _config_file(path: Path) -> TrainConfig:
+    # read without load_config's path resolution: a run folder's config.yaml keeps data.path as
+    # it was given, relative to where training ran, not to the run folder
+    if not path.is_file():
+        raise ConfigError(f"{path}: config file not found.")
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML ({exc}).") from exc
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping of keys.")
+    return _as_train_config(parse_config(raw, source=str(path)))
+
+
+def _as_train_config(config: object) -> TrainConfig:
+    if not isinstance(config, TrainConfig):
+        raise ConfigError(
+            f"the champion's config is for task {getattr(config, 'task', '?')!r}, not a table."
+        )
+    return config
+
+
+def resolve_data_path(path: str | Path | None, config_source: str) -> Path:
+    """The original table: absolute, or relative to the working folder or the config's folder."""
+    if path is None:
+        raise ConfigError(
+            f"the champion's config ({config_source}) records no data file (it was trained "
+            "from a table in memory); pass the original table with --data."
+        )
+    path = Path(path).expanduser()
+    candidates = [path] if path.is_absolute() else [path, Path(config_source).parent / path]
+    for candidate in candidates:
+        if candidate.is_file():
+            return candidate.resolve()
+    tried = ", ".join(str(c) for c in candidates)
+    raise ConfigError(
+        f"the original training data {path} was not found (tried {tried}); pass its current "
+        "location with --data."
+    )
+
+
+def labels_to_y(labels: pd.Series, schema: TableSchema, where: str) -> np.ndarray:
+    """1 for the positive class, 0 for the other; unknown or empty labels are a DataError."""
+    canonical = labels.map(canonical_category, na_action="ignore")
+    if canonical.isna().any():
+        raise DataError(f"{where}: {int(canonical.isna().sum())} rows have no '{schema.target}'.")
+    unknown = sorted(set(canonical) - set(schema.classes))
+    if unknown:
+        raise DataError(
+            f"{where}: '{schema.target}' values {unknown} are not the model's classes "
+            f"{schema.classes}."
+        )
+    return (canonical == schema.positive_class).to_numpy(dtype=int)
+
+
+def feedback_rows(
+    cases: Sequence[FeedbackCase], schema: TableSchema
+) -> tuple[pd.DataFrame, list[FeedbackCase], list[UnusableCase]]:
+    """The feature rows of usable cases (in order), those cases, and the unusable ones."""
+    rows: list[dict[str, Any]] = []
+    used: list[FeedbackCase] = []
+    unusable: list[UnusableCase] = []
+    for case in cases:
+        try:
+            row = parse_row(case.raw_input)
+            validate_frame(pd.DataFrame([row]), schema, where=f"prediction {case.prediction_id}")
+            label = canonical_category(case.label)
+            if label not in schema.classes:
+                raise DataError(f"label {case.label!r} is not one of the classes {schema.classes}")
+        except DataError as exc:
+            unusable.append(UnusableCase(case.prediction_id, case.feedback_id, str(exc)))
+            continue
+        rows.append({name: row.get(name) for name in schema.feature_columns})
+        used.append(replace(case, label=label))
+    frame = pd.DataFrame(rows, columns=schema.feature_columns)
+    for name in schema.numeric_columns:
+        if name in frame:
+            frame[name] = pd.to_numeric(frame[name], errors="coerce").astype(float)
+    return frame, used, unusable
+
+
+def parse_row(raw: bytes) -> dict[str, Any]:
+    """The ``{column: value}`` row in a stored tabular input (``{"row": {...}}`` or bare)."""
+    try:
+        document = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise DataError(f"the stored input is not JSON ({exc.__class__.__name__})") from None
+    if isinstance(document, dict) and isinstance(document.get("rows"), list):
+        document = document["rows"]
+    if isinstance(document, list):
+        if len(document) != 1:
+            raise DataError(
+                f"the stored input holds {len(document)} rows; feedback must refer to one row"
+            )
+        document = document[0]
+    if isinstance(document, dict) and isinstance(document.get("row"), dict):
+        document = document["row"]
+    if not isinstance(document, dict):
+        raise DataError("the stored input is not a table row (a JSON object of column values)")
+    return document
+
+
+def row_keys(frame: pd.DataFrame, columns: list[str]) -> pd.Series:
+    """One string per row from its feature values, equal for equal rows whatever their dtypes."""
+    if frame.empty:
+        return pd.Series([], dtype=object)
+
+    def key(values: Sequence[object]) -> str:
+        return "\x1f".join("" if pd.isna(v) else canonical_category(v) for v in values)
+
+    return pd.Series([key(r) for r in frame[columns].itertuples(index=False)], dtype=object)
+
+
+def _check_columns(frame: pd.DataFrame, schema: TableSchema, where: str) -> list[str]:
+    features = schema.feature_columns
+    missing = [c for c in [*features, schema.target] if c not in frame.columns]
+    if missing:
+        raise DataError(f"{where}: the champion's columns {missing} are missing from the data.")
+    return features
+
+
+def _groups(frame: pd.DataFrame, schema: TableSchema) -> np.ndarray | None:
+    if schema.patient_id and schema.patient_id in frame.columns:
+        return frame[schema.patient_id].astype(str).to_numpy()
+    return None
+
+
+def _model_card(metadata: dict[str, Any], challenge: Challenge) -> str:
+    origin = metadata["retrained_from"]
+    counts = challenge.counts
+    lines = [
+        f"# {metadata['name']}",
+        "",
+        f"Challenger retrained from {origin['task']} v{origin['version']} ({origin['name']}) "
+        f"with the same configuration ('{metadata['model']}').",
+        "",
+        f"- Training rows: {counts['training_rows']} ({counts['original_training_rows']} "
+        f"original, {counts['feedback_used']} clinician feedback cases: "
+        f"{counts['feedback_confirmed']} confirmed, {counts['feedback_corrected']} corrected)",
+        f"- Compared with the champion on {counts['holdout_rows']} held-out cases: "
+        f"{challenge.sources['holdout']}",
+        "",
+        "Metrics in bundle.json are from that held-out comparison.",
+    ]
+    lines += [f"\nNote: {note}" for note in challenge.notes]
+    return "\n".join(lines) + "\n"
