@@ -84,13 +84,20 @@ def list_versions(
 @registry_app.command("register")
 def register(
     bundle: Annotated[Path, typer.Argument(help="Bundle folder (or a run folder with bundle/).")],
+    task: Annotated[
+        str | None,
+        typer.Option(
+            help="Task name to file it under, e.g. heart-failure (default: the bundle's kind, "
+            "e.g. tabular-classification)."
+        ),
+    ] = None,
 ) -> None:
     """Verify a bundle's checksums, copy it into the registry as the next candidate version."""
     from medsight.store.audit import CLI_SOURCE
 
     def action() -> None:
         with _registry_session() as (session, registry, user):
-            row = registry.register(session, bundle, actor=user, source=CLI_SOURCE)
+            row = registry.register(session, bundle, actor=user, source=CLI_SOURCE, task=task)
             console.print(
                 f"Registered [bold]{row.task} v{row.version}[/bold] ({row.name}) as candidate "
                 f"in {registry.path_of(row)}",

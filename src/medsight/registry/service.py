@@ -20,8 +20,14 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from medsight.bundle.checksum import verify_checksums
-from medsight.errors import BundleError
-from medsight.registry.bundles import BundleInfo, check_manifest, file_manifest, inspect_bundle
+from medsight.errors import BundleError, ConfigError
+from medsight.registry.bundles import (
+    TASK_PATTERN,
+    BundleInfo,
+    check_manifest,
+    file_manifest,
+    inspect_bundle,
+)
 from medsight.runs import staged_directory
 from medsight.store import audit
 from medsight.store.audit import AuditAction
@@ -85,35 +91,53 @@ class ModelRegistry:
     # ------------------------------------------------------------------------------ writing
 
     def register(
-        self, session: Session, bundle: str | Path, *, actor: User, source: str
+        self,
+        session: Session,
+        bundle: str | Path,
+        *,
+        actor: User,
+        source: str,
+        task: str | None = None,
     ) -> ModelVersion:
-        """Verify ``bundle``, copy it into the registry and add it as the next candidate version."""
+        """Verify ``bundle``, copy it into the registry and add it as the next candidate version.
+
+        ``task`` is the service task name the version is filed under (e.g. ``heart-failure``),
+        so one site can serve several models of the same kind; default: the bundle's kind as
+        recorded in its ``bundle.json`` (``tabular-classification``, ...). The kind itself stays
+        in the registered ``bundle.json`` and decides how the model is served.
+        """
         require(actor, Action.MODEL_REGISTER)
+        if task is not None and not TASK_PATTERN.fullmatch(task):
+            raise ConfigError(
+                f"task name {task!r} is not valid: use 1-64 lower-case letters, digits, '.', '_' "
+                "or '-', starting with a letter or digit (e.g. 'heart-failure')."
+            )
         try:
             info = inspect_bundle(bundle)
         except BundleError as exc:
             raise BundleError(f"refusing to register: {exc}") from exc
+        name = task or info.task
         try:
             with session.begin_nested():
-                return self._register(session, info, actor=actor, source=source)
+                return self._register(session, info, name, actor=actor, source=source)
         except IntegrityError as exc:
             raise ConflictError(
-                f"another registration for task {info.task!r} happened at the same time; "
+                f"another registration for task {name!r} happened at the same time; "
                 "run the command again."
             ) from exc
 
     def _register(
-        self, session: Session, info: BundleInfo, *, actor: User, source: str
+        self, session: Session, info: BundleInfo, task: str, *, actor: User, source: str
     ) -> ModelVersion:
         latest = session.scalar(
-            select(func.max(ModelVersion.version)).where(ModelVersion.task == info.task)
+            select(func.max(ModelVersion.version)).where(ModelVersion.task == task)
         )
         number = (latest or 0) + 1
         row = ModelVersion(
-            task=info.task,
+            task=task,
             version=number,
             stage=Stage.CANDIDATE,
-            path=f"{info.task}/v{number}",
+            path=f"{task}/v{number}",
             name=info.name,
             bundle_sha256=info.bundle_sha256,
             files={},
@@ -133,7 +157,12 @@ class ModelRegistry:
                 source=source,
                 target_type="model_version",
                 target_id=row.id,
-                detail={"task": row.task, "version": number, "bundle_sha256": info.bundle_sha256},
+                detail={
+                    "task": row.task,
+                    "kind": info.task,
+                    "version": number,
+                    "bundle_sha256": info.bundle_sha256,
+                },
             )
         except BaseException:
             shutil.rmtree(folder, ignore_errors=True)

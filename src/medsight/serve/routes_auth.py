@@ -1,0 +1,70 @@
+"""``POST /v1/auth/token`` (password login for a new API token), health and readiness probes."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+
+import medsight
+from medsight.serve.auth import client_source
+from medsight.serve.errors import BEARER_CHALLENGE
+from medsight.serve.schemas import Health, Readiness, TokenRequest, TokenResponse
+from medsight.serve.state import ServiceState
+from medsight.store.users import authenticate, create_api_token
+
+router = APIRouter(prefix="/v1")
+
+
+@router.post(
+    "/auth/token",
+    response_model=TokenResponse,
+    tags=["auth"],
+    responses={401: {"description": "Wrong username or password."}},
+)
+def login(request: Request, body: TokenRequest) -> TokenResponse | JSONResponse:
+    """Exchange a username and password for a new API token (shown once; the login is audited)."""
+    state: ServiceState = request.app.state.medsight
+    source = client_source(request)
+    expires = timedelta(days=body.expires_in_days) if body.expires_in_days else None
+    with state.write() as session:
+        user = authenticate(session, body.username, body.password, source=source)
+        if user is not None:
+            token, plain = create_api_token(
+                session, user, body.token_name, actor=user, source=source, expires_in=expires
+            )
+            answer = TokenResponse(
+                token=plain,
+                username=user.username,
+                role=str(user.role),
+                expires_at=token.expires_at,
+            )
+    if user is None:  # answered after the commit, so the failed login stays in the audit log
+        return JSONResponse(
+            {"detail": "wrong username or password."}, status_code=401, headers=BEARER_CHALLENGE
+        )
+    return answer
+
+
+@router.get("/health", response_model=Health, tags=["probes"])
+async def health() -> Health:
+    """Liveness: the process answers (no database, no authentication)."""
+    return Health(version=medsight.__version__)
+
+
+@router.get(
+    "/ready",
+    response_model=Readiness,
+    tags=["probes"],
+    responses={503: {"model": Readiness, "description": "The database does not answer."}},
+)
+def ready(request: Request) -> Readiness | JSONResponse:
+    """Readiness: the database answers; which tasks have a production model."""
+    state: ServiceState = request.app.state.medsight
+    try:
+        production = state.ping()
+    except Exception as exc:  # any driver error means "not ready", never a 500
+        body = Readiness(status="unavailable", database=type(exc).__name__, production={})
+        return JSONResponse(body.model_dump(), status_code=503)
+    return Readiness(status="ready", database="ok", production=production)

@@ -1,0 +1,334 @@
+"""``POST /v1/predict/{task}`` (one case) and ``POST /v1/predict/{task}/batch`` (table rows).
+
+One endpoint takes every kind of input; the task's production bundle decides which:
+
+- tabular: JSON ``{"row": {column: value}}``;
+- image: a multipart upload ``file`` (PNG, JPEG or DICOM; told by content), or the raw image as
+  the body with an ``image/*`` or ``application/dicom`` content type;
+- ECG: JSON ``{"samples": [...] | [[...], ...], "fs": 300}``, or a multipart upload ``file``
+  (CSV or NumPy with a form field ``fs``; DICOM; or two ``file`` parts: a WFDB ``.hea`` and its
+  ``.dat``).
+
+Per request: read-only sessions check the token and find the production version; the model
+runs outside any transaction; one write transaction checks the token again, stores the
+prediction (input fingerprint; raw input only when ``store_raw_inputs``) and its audit line.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Path, Query, Request
+from fastapi.exceptions import RequestValidationError
+from pydantic import TypeAdapter, ValidationError
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import UploadFile
+
+from medsight.errors import DataError
+from medsight.serve.auth import Caller, caller, user_of
+from medsight.serve.errors import UnsupportedMediaError
+from medsight.serve.inputs import (
+    IMAGE_TYPES,
+    Upload,
+    bundle_of,
+    decode_image,
+    ecg_from_files,
+    ecg_from_samples,
+)
+from medsight.serve.predictors import (
+    ECG,
+    TABULAR,
+    EcgPredictor,
+    ImagePredictor,
+    Outcome,
+    Predictor,
+    Served,
+    TabularPredictor,
+)
+from medsight.serve.schemas import (
+    TASK_NAME_REGEX,
+    BatchResponse,
+    EcgSamplesRequest,
+    Explanation,
+    ModelRef,
+    PredictionResponse,
+    TabularBatchRequest,
+    TabularRequest,
+)
+from medsight.serve.state import ServiceState
+from medsight.store import records
+from medsight.store.models import ModelVersion
+from medsight.store.permissions import Action, require
+
+router = APIRouter(prefix="/v1", tags=["predict"])
+
+TaskName = Annotated[
+    str, Path(pattern=TASK_NAME_REGEX, description="Task name, e.g. heart-failure.")
+]
+Explain = Annotated[
+    bool,
+    Query(description="Add the explanation: top SHAP features, Grad-CAM or ECG attribution."),
+]
+_TABULAR = TypeAdapter(TabularRequest)
+_ECG = TypeAdapter(EcgSamplesRequest)
+_MAX_FILES = 2
+
+_BODY_DOC: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {
+                "schema": {
+                    "oneOf": [
+                        TabularRequest.model_json_schema(),
+                        EcgSamplesRequest.model_json_schema(),
+                    ]
+                }
+            },
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "required": ["file"],
+                    "properties": {
+                        "file": {
+                            "type": "array",
+                            "items": {"type": "string", "format": "binary"},
+                            "minItems": 1,
+                            "maxItems": _MAX_FILES,
+                            "description": "An image (PNG, JPEG, DICOM) or an ECG file; two "
+                            "parts for a WFDB .hea and .dat pair.",
+                        },
+                        "fs": {
+                            "type": "number",
+                            "exclusiveMinimum": 0,
+                            "description": "ECG sampling rate in Hz (CSV and NumPy files).",
+                        },
+                    },
+                }
+            },
+            "image/png": {"schema": {"type": "string", "format": "binary"}},
+            "image/jpeg": {"schema": {"type": "string", "format": "binary"}},
+            "application/dicom": {"schema": {"type": "string", "format": "binary"}},
+        },
+    }
+}
+
+
+class Body:
+    """A request body read in full (within the size limits), before any model work."""
+
+    def __init__(
+        self,
+        content_type: str,
+        raw: bytes = b"",
+        files: list[Upload] | None = None,
+        fields: dict[str, str] | None = None,
+    ) -> None:
+        self.content_type = content_type
+        self.raw = raw
+        self.files = files or []
+        self.fields = fields or {}
+
+    @property
+    def is_json(self) -> bool:
+        return self.content_type == "application/json" or self.content_type.endswith("+json")
+
+
+async def read_body(request: Request) -> Body:
+    """The body as bytes, or the uploaded files and fields of a multipart form."""
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if content_type != "multipart/form-data":
+        return Body(content_type, await request.body())
+    form = await request.form(max_files=_MAX_FILES, max_fields=4)
+    files: list[Upload] = []
+    fields: dict[str, str] = {}
+    try:
+        for key, value in form.multi_items():
+            if isinstance(value, UploadFile):
+                if key != "file":
+                    raise DataError(f"unexpected upload field {key!r}; send files as 'file'.")
+                files.append(Upload(value.filename or "", await value.read()))
+            else:
+                fields[key] = value
+    finally:
+        await form.close()
+    return Body(content_type, files=files, fields=fields)
+
+
+@router.post(
+    "/predict/{task}",
+    response_model=PredictionResponse,
+    summary="Predict one case (table row, image or ECG)",
+    openapi_extra=_BODY_DOC,
+    responses={
+        401: {"description": "No or invalid API token."},
+        403: {"description": "The role may not predict."},
+        404: {"description": "No production model for the task."},
+        413: {"description": "Body larger than the limit."},
+        415: {"description": "Not an input this task takes (e.g. not an image)."},
+        422: {"description": "The input breaks the model's schema or cannot be read."},
+    },
+)
+async def predict(
+    request: Request,
+    task: TaskName,
+    who: Annotated[Caller, Depends(caller)],
+    explain: Explain = False,
+) -> PredictionResponse:
+    """Label, calibrated probability, threshold, model version, input warnings, explanation."""
+    body = await read_body(request)
+    state: ServiceState = request.app.state.medsight
+    return await run_in_threadpool(_predict_one, state, who, task, body, explain)
+
+
+@router.post(
+    "/predict/{task}/batch",
+    response_model=BatchResponse,
+    summary="Predict several table rows",
+    responses={
+        401: {"description": "No or invalid API token."},
+        404: {"description": "No production model for the task."},
+        422: {"description": "A row breaks the schema (the row and column are named)."},
+    },
+)
+def predict_batch(
+    request: Request,
+    task: TaskName,
+    batch: TabularBatchRequest,
+    who: Annotated[Caller, Depends(caller)],
+    explain: Explain = False,
+) -> BatchResponse:
+    """One answer per row, in order; the whole batch is refused when any row is invalid."""
+    state: ServiceState = request.app.state.medsight
+    limit = state.settings.max_batch_rows
+    if len(batch.rows) > limit:
+        raise DataError(f"{len(batch.rows)} rows in one batch; send at most {limit}.")
+    require(who.user, Action.PREDICT)
+    with state.read() as session:
+        served, predictor = state.predictor(session, task)
+    if not isinstance(predictor, TabularPredictor):
+        raise UnsupportedMediaError(
+            f"task {task!r} serves a {predictor.kind} model; the batch endpoint takes table rows "
+            f"only (send images and ECGs one by one to /v1/predict/{task})."
+        )
+    rows = [dict(row) for row in batch.rows]
+    outcomes = predictor.predict_rows(rows, explain=explain, top_k=state.settings.top_features)
+    return BatchResponse(predictions=_record(state, who, served, predictor, outcomes))
+
+
+def _predict_one(
+    state: ServiceState, who: Caller, task: str, body: Body, explain: bool
+) -> PredictionResponse:
+    require(who.user, Action.PREDICT)
+    with state.read() as session:
+        served, predictor = state.predictor(session, task)
+    outcome = _run(state, predictor, body, explain)
+    return _record(state, who, served, predictor, [outcome])[0]
+
+
+def _run(state: ServiceState, predictor: Predictor, body: Body, explain: bool) -> Outcome:
+    """Parse ``body`` for the predictor's kind and run it."""
+    if isinstance(predictor, TabularPredictor):
+        request = _json(body, _TABULAR, TABULAR)
+        top_k = state.settings.top_features
+        return predictor.predict_rows([dict(request.row)], explain=explain, top_k=top_k)[0]
+    if isinstance(predictor, ImagePredictor):
+        data = _image_bytes(body)
+        image, media_type = decode_image(data, max_pixels=state.settings.max_image_pixels)
+        return predictor.predict_image(image, data, media_type, explain=explain)
+    assert isinstance(predictor, EcgPredictor)
+    if body.is_json:
+        samples = _json(body, _ECG, ECG)
+        record = ecg_from_samples(samples.samples, samples.fs, samples.lead_names)
+        data, input_type = body.raw, "application/json; ecg samples"
+    elif body.files:
+        record = ecg_from_files(body.files, _rate(body.fields.get("fs")))
+        data, input_type = bundle_of(body.files)
+    else:
+        raise UnsupportedMediaError(
+            f"an ECG task takes JSON samples or a multipart 'file' upload, not "
+            f"{body.content_type or 'an untyped body'}."
+        )
+    return predictor.predict_record(record, data, input_type, explain=explain)
+
+
+def _json(body: Body, adapter: TypeAdapter[Any], kind: str) -> Any:
+    if not body.is_json:
+        raise UnsupportedMediaError(
+            f"a {kind} task takes application/json, not {body.content_type or 'an untyped body'}."
+        )
+    try:
+        return adapter.validate_json(body.raw)
+    except ValidationError as exc:
+        errors = exc.errors(include_url=False, include_context=False, include_input=False)
+        raise RequestValidationError([{**e, "loc": ("body", *e["loc"])} for e in errors]) from None
+
+
+def _image_bytes(body: Body) -> bytes:
+    if body.files:
+        if len(body.files) != 1:
+            raise DataError(f"{len(body.files)} files uploaded; an image task takes one.")
+        return body.files[0].data
+    if body.content_type in IMAGE_TYPES or body.content_type.startswith("image/"):
+        return body.raw
+    raise UnsupportedMediaError(
+        "an image task takes a multipart upload 'file' (PNG, JPEG or DICOM) or the image as the "
+        f"body; got {body.content_type or 'an untyped body'}."
+    )
+
+
+def _rate(value: str | None) -> float | None:
+    if value is None or not value.strip():
+        return None
+    try:
+        return float(value)
+    except ValueError:
+        raise DataError(f"form field fs={value!r} is not a number (Hz).") from None
+
+
+def _record(
+    state: ServiceState,
+    who: Caller,
+    served: Served,
+    predictor: Predictor,
+    outcomes: list[Outcome],
+) -> list[PredictionResponse]:
+    """Store each outcome (one transaction for all) and build the answers."""
+    store_raw = state.settings.store.store_raw_inputs
+    model = ModelRef(
+        task=served.task, version=served.version, name=served.name, kind=predictor.kind
+    )
+    answers = []
+    with state.write() as session:
+        user = user_of(session, who)
+        version = session.get(ModelVersion, served.version_id)
+        for outcome in outcomes:
+            row = records.record_prediction(
+                session,
+                user,
+                task=served.task,
+                input_bytes=outcome.input_bytes,
+                label=outcome.label,
+                probability=outcome.probability,
+                output={**outcome.stored_output(predictor.kind), "model_version": served.version},
+                model_version=version,
+                input_type=outcome.input_type,
+                store_raw=store_raw,
+                source=who.source,
+            )
+            answers.append(_answer(row.id, outcome, model))
+    return answers
+
+
+def _answer(prediction_id: int, outcome: Outcome, model: ModelRef) -> PredictionResponse:
+    return PredictionResponse(
+        prediction_id=prediction_id,
+        label=outcome.label,
+        probability=outcome.probability,
+        threshold=outcome.threshold,
+        positive_class=outcome.positive_class,
+        probabilities=outcome.probabilities,
+        model=model,
+        warnings=outcome.warnings,
+        explanation=Explanation(**outcome.explanation) if outcome.explanation else None,
+    )

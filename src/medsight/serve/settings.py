@@ -1,0 +1,63 @@
+"""Settings of the HTTP service: the store's settings plus address, size limits and cache size.
+
+Read from the environment by :meth:`ServeSettings.from_env` (the store's ``MEDSIGHT_*`` variables,
+see :mod:`medsight.store.settings`, plus):
+
+===============================  ==========================================  ================
+variable                         meaning                                     default
+===============================  ==========================================  ================
+``MEDSIGHT_HOST``                address to listen on                        ``127.0.0.1``
+``MEDSIGHT_PORT``                port                                        ``8000``
+``MEDSIGHT_MAX_UPLOAD_BYTES``    largest multipart request (image, ECG)      20 MiB
+``MEDSIGHT_MAX_JSON_BYTES``      largest JSON or other request body          4 MiB
+===============================  ==========================================  ================
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from medsight.errors import ConfigError
+from medsight.store.settings import StoreSettings
+
+MIB = 1024 * 1024
+
+
+class ServeSettings(BaseModel):
+    """Service configuration (frozen); ``store`` says where the database and registry live."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    store: StoreSettings = Field(default_factory=StoreSettings)
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=1, le=65535)
+    max_upload_bytes: int = Field(default=20 * MIB, ge=1024)
+    max_json_bytes: int = Field(default=4 * MIB, ge=1024)
+    max_batch_rows: int = Field(default=100, ge=1, le=10_000)
+    max_image_pixels: int = Field(default=50_000_000, ge=1)
+    top_features: int = Field(default=5, ge=1, le=50)
+    cache_size: int = Field(default=8, ge=1)
+
+    @classmethod
+    def from_env(
+        cls, environ: Mapping[str, str] | None = None, **overrides: object
+    ) -> ServeSettings:
+        """Settings from ``MEDSIGHT_*`` variables (default ``os.environ``), then ``overrides``."""
+        env = os.environ if environ is None else environ
+        values: dict[str, object] = {"store": StoreSettings.from_env(env)}
+        for name, key in (
+            ("MEDSIGHT_HOST", "host"),
+            ("MEDSIGHT_PORT", "port"),
+            ("MEDSIGHT_MAX_UPLOAD_BYTES", "max_upload_bytes"),
+            ("MEDSIGHT_MAX_JSON_BYTES", "max_json_bytes"),
+        ):
+            if env.get(name):
+                values[key] = env[name]
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        try:
+            return cls(**values)
+        except ValidationError as exc:
+            raise ConfigError(f"service settings are invalid: {exc}") from exc

@@ -1,0 +1,184 @@
+"""Fixtures for the service tests: tiny real bundles of each kind, and a ready-to-call service.
+
+Bundles are trained or built once per session: a logistic tabular run on a synthetic table, and
+untrained small networks saved as real image and ECG bundles (ONNX + weights); the service tests
+check the plumbing, not the accuracy.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from pathlib import Path
+from tempfile import TemporaryDirectory
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+
+from medsight.registry import ModelRegistry
+from medsight.serve import ServeSettings, create_app
+from medsight.store.database import Database
+from medsight.store.permissions import Role
+from medsight.store.settings import StoreSettings
+from medsight.store.testing import add_user, fresh_database
+from medsight.store.users import create_api_token
+
+PASSWORD = "correct horse battery staple"
+
+
+@pytest.fixture(scope="session")
+def tabular_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A logistic model fitted once on a synthetic table (no cross-validation: fast)."""
+    from medsight.bundle.tabular import TabularBundle
+    from medsight.config import DataConfig, EvaluationConfig, ModelConfig, TrainConfig
+    from medsight.data.synthetic import make_risk_table
+    from medsight.explain.tabular import summarise_background
+    from medsight.tasks.tabular import prepare_table
+    from medsight.train.tabular import fit_tabular_model
+    from medsight.transforms.tabular import source_columns
+
+    config = TrainConfig(
+        name="risk",
+        data=DataConfig(target="disease", patient_id="patient_id"),
+        model=ModelConfig(name="logistic"),
+        evaluation=EvaluationConfig(inner_folds=2),
+    )
+    prepared = prepare_table(config, make_risk_table(150, seed=3))
+    X = prepared.frame[prepared.schema.feature_columns]
+    fitted = fit_tabular_model(
+        X,
+        prepared.y,
+        prepared.groups,
+        prepared.schema,
+        model=config.model,
+        cleaning=config.cleaning,
+        evaluation=config.evaluation,
+        seed=0,
+    )
+    preprocess = fitted.pipeline[:-1]
+    sources = source_columns(preprocess, prepared.schema)
+    background = summarise_background(np.asarray(preprocess.transform(X), dtype=float))
+    bundle = TabularBundle(fitted, prepared.schema, background, sources, {"name": "risk"})
+    return bundle.save(tmp_path_factory.mktemp("tabular") / "bundle")
+
+
+@pytest.fixture(scope="session")
+def image_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    import torch
+
+    from medsight.bundle.image import ImageBundle
+    from medsight.tasks.image import build_network
+
+    torch.manual_seed(0)
+    spec = {"name": "small_cnn", "in_channels": 1, "num_classes": 2, "params": {"width": 4}}
+    normalisation = {"mean": [0.5], "std": [0.25]}
+    metadata = {
+        "name": "tiny-cnn",
+        "class_names": ["benign", "malignant"],
+        "positive_class": "malignant",
+        "input_shape": [1, 28, 28],
+        "model": spec,
+        "normalisation": normalisation,
+        "tta": [],
+        "training_intensity": {"mean_of_means": 0.4, "sd_of_means": 0.05},
+    }
+    path = tmp_path_factory.mktemp("image") / "bundle"
+    ImageBundle.save_model(build_network(spec, normalisation), path, metadata)
+    return path
+
+
+@pytest.fixture(scope="session")
+def ecg_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    import torch
+
+    from medsight.bundle.ecg import EcgBundle
+    from medsight.models.registry import create_model
+
+    torch.manual_seed(0)
+    model = create_model("ecg_resnet1d", in_channels=1, num_classes=4, width=4)
+    metadata = {
+        "name": "tiny-rhythm",
+        "class_names": ["N", "A", "O", "~"],
+        "fs": 150.0,
+        "lead": 0,
+        "leads": 1,
+        "window_samples": 1500,
+        "hop_samples": 750,
+        "min_seconds": 5.0,
+        "model": {"name": "ecg_resnet1d", "params": {"width": 4}},
+    }
+    path = tmp_path_factory.mktemp("ecg") / "bundle"
+    EcgBundle.save_network(model, path, metadata)
+    return path
+
+
+@dataclass
+class Service:
+    """A running app (in-process) with users, their tokens and promoted models."""
+
+    client: TestClient
+    database: Database
+    settings: ServeSettings
+    tokens: dict[str, str] = field(default_factory=dict)
+
+    def auth(self, user: str) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.tokens[user]}"}
+
+
+@pytest.fixture
+def make_service(tmp_path: Path) -> Iterator[Callable[..., Service]]:
+    """``make_service({task: bundle}, **settings)``: users admin, sci, alice, bob (clinicians)."""
+    stack = ExitStack()
+
+    def make(models: dict[str, Path] | None = None, **options: object) -> Service:
+        data = Path(stack.enter_context(TemporaryDirectory(dir=tmp_path)))
+        raw = bool(options.pop("store_raw_inputs", False))
+        store = StoreSettings(data_dir=data, store_raw_inputs=raw)
+        settings = ServeSettings(store=store, **options)  # type: ignore[arg-type]
+        database = stack.enter_context(fresh_database("sqlite", data))
+        client = stack.enter_context(TestClient(create_app(settings, database)))
+        service = Service(client, database, settings)
+        registry = ModelRegistry.from_settings(store)
+        with database.transaction() as session:
+            users = {
+                "admin": add_user(session, "admin", Role.ADMIN, password=PASSWORD),
+                "sci": add_user(session, "sci", Role.DATA_SCIENTIST),
+                "alice": add_user(session, "alice", Role.CLINICIAN, password=PASSWORD),
+                "bob": add_user(session, "bob", Role.CLINICIAN),
+            }
+            for name, user in users.items():
+                _, plain = create_api_token(session, user, "test", actor=user, source="test")
+                service.tokens[name] = plain
+            for task, bundle in (models or {}).items():
+                row = registry.register(session, bundle, actor=users["sci"], source="t", task=task)
+                registry.promote(session, task, row.version, actor=users["sci"], source="t")
+        return service
+
+    with stack:
+        yield make
+
+
+def png_bytes(value: float = 0.4, size: int = 28, mode: str = "L") -> bytes:
+    """A small PNG: a bright square on a grey background (``mode`` L or RGB)."""
+    import io
+
+    from PIL import Image
+
+    pixels = np.full((size, size), value * 255, dtype=np.uint8)
+    pixels[size // 4 : size // 2, size // 4 : size // 2] = 230
+    image = Image.fromarray(pixels, "L").convert(mode)
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def ecg_signal(fs: int = 300, seconds: int = 12, rate_bpm: int = 70) -> np.ndarray:
+    """A synthetic single-lead ECG in mV (NeuroKit2's simulator, fixed seed)."""
+    import neurokit2 as nk
+
+    signal = nk.ecg_simulate(
+        duration=seconds, sampling_rate=fs, heart_rate=rate_bpm, random_state=1, method="simple"
+    )
+    return np.asarray(signal, dtype=np.float32)
