@@ -86,10 +86,10 @@ def train_and_score(folder: str, models: list[str], save: Path | None, seed: int
             f"{row['train_seconds']:.0f} s"
         )
         if name == default:
-            folder = save or Path(tempfile.mkdtemp(prefix="medsight-ecg-")) / "bundle"
-            save_rhythm_bundle(config, splits, trained, folder)
-            log(f"saved the {name} bundle to {folder}")
-            streaming = streaming_figures(EcgBundle.load(folder))
+            bundle_dir = save or Path(tempfile.mkdtemp(prefix="medsight-ecg-")) / "bundle"
+            save_rhythm_bundle(config, splits, trained, bundle_dir)
+            log(f"saved the {name} bundle to {bundle_dir}")
+            streaming = streaming_figures(EcgBundle.load(bundle_dir))
     return {
         "benchmark": "ecg",
         "data": folder,

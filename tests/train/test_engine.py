@@ -279,3 +279,12 @@ def test_bf16_autocast_on_a_cpu_that_has_it() -> None:
     assert result.best_score > 0.9
     probs = trainer.predict_proba(toy(96, 3, augment=False))
     assert probs.dtype == np.float64 and np.allclose(probs.sum(axis=1), 1.0)
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_native_amp_follows_the_cpu(native: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    # "native" is bf16 where the CPU has it and float32 (no error) where it does not
+    monkeypatch.setattr("medsight.train.engine.cpu_has_native_bf16", lambda: native)
+    trainer = Trainer(tiny_cnn(), config(amp="native", device="cpu"))
+    assert trainer.amp_dtype == (torch.bfloat16 if native else None)
+    assert Trainer(tiny_cnn(), config(amp="auto", device="cpu")).amp_dtype is None
