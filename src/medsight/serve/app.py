@@ -3,7 +3,7 @@
 The database is opened and migrated when the app is created (unless one is passed in, e.g. by
 tests); the registry lives in ``<data_dir>/registry``; production models are loaded on first use
 and kept per (task, version). Interactive API documentation is served at ``/docs``, the OpenAPI
-document at ``/openapi.json``.
+document at ``/openapi.json``, the clinician web page at ``/`` (:mod:`medsight.serve.web`).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from fastapi import FastAPI
 
 import medsight
 from medsight.registry import ModelRegistry
-from medsight.serve import routes_auth, routes_cases, routes_models, routes_predict
+from medsight.serve import routes_auth, routes_cases, routes_models, routes_predict, web
 from medsight.serve.errors import install_error_handlers
 from medsight.serve.limits import BodySizeLimit
 from medsight.serve.predictors import PredictorCache
@@ -63,4 +63,5 @@ def create_app(settings: ServeSettings | None = None, database: Database | None 
     )
     for module in (routes_auth, routes_predict, routes_cases, routes_models):
         app.include_router(module.router)
+    web.install(app)  # the clinician web page and its stylesheet
     return app

@@ -178,7 +178,7 @@ async def predict(
     """Label, calibrated probability, threshold, model version, input warnings, explanation."""
     body = await read_body(request)
     state: ServiceState = request.app.state.medsight
-    return await run_in_threadpool(_predict_one, state, who, task, body, explain)
+    return await run_in_threadpool(predict_case, state, who, task, body, explain)
 
 
 @router.post(
@@ -216,9 +216,13 @@ def predict_batch(
     return BatchResponse(predictions=_record(state, who, served, predictor, outcomes))
 
 
-def _predict_one(
+def predict_case(
     state: ServiceState, who: Caller, task: str, body: Body, explain: bool
 ) -> PredictionResponse:
+    """Predict one case from ``body`` with ``task``'s production model and store it (audited).
+
+    The API and the clinician web page both call this (blocking: run it in a thread pool).
+    """
     require(who.user, Action.PREDICT)
     with state.read() as session:
         served, predictor = state.predictor(session, task)
