@@ -8,6 +8,7 @@ patients, so the demo never explains a prediction on a row the model learnt from
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
 from rich.console import Console
@@ -15,6 +16,9 @@ from sklearn.datasets import load_breast_cancer
 
 from medsight.config import DataConfig, EvaluationConfig, TrainConfig
 from medsight.runs import write_text_atomic
+
+if TYPE_CHECKING:
+    from medsight.tasks.tabular import TabularRunResult
 
 TARGET = "diagnosis"
 HELD_OUT = 3
@@ -43,8 +47,13 @@ def write_demo_data(folder: Path, seed: int = 0) -> tuple[Path, Path, pd.Series]
     return train_path, new_path, held_out[TARGET].reset_index(drop=True)
 
 
-def run_demo(console: Console, output: Path, *, repeats: int = 2, folds: int = 5) -> Path:
-    """Train, evaluate, bundle and report the WDBC model, then predict three new patients."""
+def run_demo(
+    console: Console, output: Path, *, repeats: int = 2, folds: int = 5
+) -> TabularRunResult:
+    """Train, evaluate, bundle and report the WDBC model, then predict three new patients.
+
+    Returns the run (``bundle_path``, ``report_path``, ...) for the service part of the demo.
+    """
     from medsight.cli.render import print_predictions, print_run
     from medsight.cli.runner import train_with_progress
     from medsight.tasks.external import load_bundle
@@ -74,4 +83,4 @@ def run_demo(console: Console, output: Path, *, repeats: int = 2, folds: int = 5
         f"\nOpen the report: [bold]{result.report_path.resolve()}[/bold]\n"
         f"Predict your own rows: medsight predict {result.bundle_path} {new_path}"
     )
-    return result.report_path
+    return result

@@ -9,6 +9,7 @@ with Grad-CAM overlays, as a clinician's tool would.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from PIL import Image
@@ -18,6 +19,9 @@ from medsight.config import EngineSettings, ImageDataConfig, ImageModelConfig, I
 from medsight.errors import DataError
 from medsight.io.images import channels_last
 from medsight.io.medmnist import locate_medmnist
+
+if TYPE_CHECKING:
+    from medsight.tasks.image import ImageRunResult
 
 EXAMPLES = 3
 DEMO_ENSEMBLE = 1  # one network: the demo shows the workflow in minutes, not the best model
@@ -32,8 +36,11 @@ def demo_data_source() -> tuple[str, str]:
     return str(path), f"BreastMNIST breast ultrasound ({path})"
 
 
-def run_image_demo(console: Console, output: Path, *, epochs: int | None = None) -> Path:
-    """Train, test, bundle and report an image model, then predict three PNG files."""
+def run_image_demo(console: Console, output: Path, *, epochs: int | None = None) -> ImageRunResult:
+    """Train, test, bundle and report an image model, then predict three PNG files.
+
+    Returns the run (``bundle_path``, ``report_path``, ...) for the service part of the demo.
+    """
     from medsight.cli.render import print_image_predictions, print_image_run
     from medsight.cli.runner import run_image_with_progress
     from medsight.tasks.image_predict import predict_images
@@ -73,7 +80,7 @@ def run_image_demo(console: Console, output: Path, *, epochs: int | None = None)
         f"Predict your own images: medsight predict {result.bundle_path} IMAGE.png "
         f"--gradcam-dir overlays/"
     )
-    return result.report_path
+    return result
 
 
 def _write_examples(test, folder: Path) -> tuple[list[Path], list[str]]:

@@ -18,6 +18,7 @@ from medsight.cli.ecg import ecg_app
 from medsight.cli.registry import registry_app
 from medsight.cli.retrain import retrain_command
 from medsight.cli.serve import serve_command
+from medsight.cli.users import users_app
 from medsight.errors import ConfigError, MedsightError
 
 app = typer.Typer(
@@ -33,6 +34,7 @@ app.add_typer(ecg_app, name="ecg")
 app.add_typer(registry_app, name="registry")
 app.command("retrain")(retrain_command)
 app.command("serve")(serve_command)
+app.add_typer(users_app, name="users")
 console = Console()
 errors = Console(stderr=True)
 
@@ -277,14 +279,18 @@ def demo(
     """End to end with no network: breast-tumour diagnosis on WDBC, then image diagnosis."""
     if part not in ("all", "tabular", "image"):
         raise ConfigError(f"--part must be all, tabular or image; got '{part}'.")
+    from medsight.demo_service import IMAGE_TASK, TABULAR_TASK, prepare_demo_service
+
+    bundles: dict[str, Path] = {}
     if part in ("all", "tabular"):
         from medsight.demo import run_demo
 
-        run_demo(console, output, repeats=repeats, folds=folds)
+        bundles[TABULAR_TASK] = run_demo(console, output, repeats=repeats, folds=folds).bundle_path
     if part in ("all", "image"):
         from medsight.demo_imaging import run_image_demo
 
-        run_image_demo(console, output, epochs=epochs)
+        bundles[IMAGE_TASK] = run_image_demo(console, output, epochs=epochs).bundle_path
+    prepare_demo_service(console, None, bundles)
 
 
 def main() -> None:

@@ -12,7 +12,7 @@ with exit code 2.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.console import Console
 
-from medsight.errors import MedsightError
+from medsight.cli.store_session import cli_store_session, run_cli_action
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
@@ -34,7 +34,6 @@ registry_app = typer.Typer(
     no_args_is_help=True,
 )
 console = Console()
-errors = Console(stderr=True)
 
 _STAGE_STYLES = {"production": "bold green", "candidate": "yellow", "archived": "dim"}
 
@@ -43,25 +42,12 @@ _STAGE_STYLES = {"production": "bold green", "candidate": "yellow", "archived": 
 def _registry_session() -> Iterator[tuple[Session, ModelRegistry, User]]:
     """One transaction on the configured store, the registry, and the local CLI admin."""
     from medsight.registry import ModelRegistry
-    from medsight.store.database import open_database
-    from medsight.store.settings import StoreSettings
-    from medsight.store.users import local_cli_user
 
-    settings = StoreSettings.from_env()
-    database = open_database(settings)
-    try:
-        with database.transaction() as session:
-            yield session, ModelRegistry.from_settings(settings), local_cli_user(session)
-    finally:
-        database.dispose()
+    with cli_store_session() as (session, settings, user):
+        yield session, ModelRegistry.from_settings(settings), user
 
 
-def _run(action: Callable[[], None]) -> None:
-    try:
-        action()
-    except MedsightError as exc:
-        errors.print(f"[bold red]error:[/bold red] {exc}", highlight=False, soft_wrap=True)
-        raise typer.Exit(exc.exit_code) from None
+_run = run_cli_action
 
 
 @registry_app.command("list")

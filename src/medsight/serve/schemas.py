@@ -65,7 +65,7 @@ class FeedbackRequest(_Body):
 class PromoteRequest(_Body):
     """The version to put in production."""
 
-    version: int = Field(ge=1)
+    version: int = Field(ge=1, le=2**31 - 1)  # the database column is a 32-bit integer
 
 
 # ------------------------------------------------------------------------------ responses
