@@ -136,7 +136,9 @@ class EngineSettings(_Strict):
     class_balance: Literal["none", "weights", "sampler"] = "none"
     label_smoothing: float = Field(0.0, ge=0.0, lt=1.0)
     grad_clip: float | None = Field(None, gt=0.0)
-    amp: Literal["auto", "on", "off"] = "auto"  # "on": bf16 autocast on a CPU that has it too
+    # auto: autocast on CUDA only; native: also bf16 on a CPU with native bf16 (fp32 elsewhere);
+    # on: bf16 on the CPU or an error where the CPU lacks it; off: fp32 everywhere
+    amp: Literal["auto", "native", "on", "off"] = "auto"
     ema_decay: float | None = Field(None, gt=0.0, lt=1.0)  # validate and keep an EMA of weights
     device: str = "auto"
     num_workers: int = Field(0, ge=0)
@@ -199,6 +201,7 @@ def _ecg_engine() -> EngineSettings:
         patience=10,
         class_balance="weights",
         tta=False,
+        amp="native",
     )
 
 

@@ -684,7 +684,7 @@ class Trainer:
     @torch.inference_mode()
     def _logits(self, model: nn.Module, data: Dataset | Tensor) -> Tensor:
         """Float32 CPU logits of ``model`` for every item of ``data`` (identity transform only)."""
-        parts = list(self._batch_outputs(model, data, (), None, softmax=False))
+        parts = list(self._batch_outputs(model, data, (), None, softmax=False, autocast=True))
         # A DDP rank's validation shard is empty when there are fewer items than ranks.
         return torch.cat(parts) if parts else torch.empty(0, self.n_classes)
 
@@ -696,8 +696,13 @@ class Trainer:
         batch_size: int | None,
         *,
         softmax: bool,
+        autocast: bool,
     ) -> Iterator[Tensor]:
-        """Per batch: logits, or softmax averaged over identity + ``tta``; float32 on the CPU."""
+        """Per batch: logits, or softmax averaged over identity + ``tta``; float32 on the CPU.
+
+        ``autocast`` runs the model under the mixed precision of training (validation, for speed);
+        without it the model runs in float32, as the exported ONNX model does.
+        """
         model.eval()
         batch_size = batch_size or self.config.batch_size
         if isinstance(data, Tensor):
@@ -708,7 +713,7 @@ class Trainer:
         for batch in batches:
             x = batch[0] if isinstance(batch, list | tuple) else batch
             x = x.to(self.device, non_blocking=self.device.type == "cuda")
-            with self._autocast():
+            with self._autocast() if autocast else contextlib.nullcontext():
                 if softmax:
                     out = sum(
                         torch.softmax(model(fn(x)).float(), dim=1) for fn in (_identity, *tta)
@@ -924,6 +929,9 @@ class Trainer:
     ) -> np.ndarray:
         """Probabilities ``(n, n_classes)``: softmax averaged over identity + each TTA function.
 
+        Always in float32, even when training used mixed precision, so that reported test figures
+        are those of the deployed (exported) model.
+
         ``data`` is a dataset (items ``x`` or ``(x, label)``) or a batch tensor; TTA functions map
         a batch tensor to a batch tensor (e.g. a flip). Runs on this process only (no sharding).
         """
@@ -932,7 +940,11 @@ class Trainer:
         was_training = self.model.training
         try:
             with torch.inference_mode():
-                parts = list(self._batch_outputs(self.model, data, tta, batch_size, softmax=True))
+                parts = list(
+                    self._batch_outputs(
+                        self.model, data, tta, batch_size, softmax=True, autocast=False
+                    )
+                )
         finally:
             self.model.train(was_training)
         probabilities = torch.cat(parts).double()
