@@ -300,3 +300,7 @@ def main() -> None:
     except MedsightError as exc:
         errors.print(f"[bold red]error:[/bold red] {exc}", highlight=False, soft_wrap=True)
         sys.exit(exc.exit_code)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,10 +1,11 @@
 """Engine, sessions and schema upgrades for SQLite (default) and PostgreSQL.
 
 SQLite connections get ``journal_mode=WAL`` (readers do not block the writer),
-``foreign_keys=ON`` and a busy timeout, and transactions begin with a real ``BEGIN`` so that reads
-and writes of one session are one serialisable transaction (Python's sqlite3 module otherwise
-starts transactions late, only at the first write). PostgreSQL URLs (``postgresql://...``) use the
-psycopg 3 driver.
+``synchronous=NORMAL`` unless told ``FULL`` (see :mod:`medsight.store.settings` for the
+trade-off), ``foreign_keys=ON`` and a busy timeout, and transactions begin with a real
+``BEGIN`` so that reads and writes of one session are one serialisable transaction (Python's
+sqlite3 module otherwise starts transactions late, only at the first write). PostgreSQL URLs
+(``postgresql://...``) use the psycopg 3 driver.
 
 Typical use::
 
@@ -19,7 +20,7 @@ import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 from alembic import command
 from alembic.config import Config
@@ -33,6 +34,7 @@ from medsight.store.settings import StoreSettings
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 SQLITE_BUSY_TIMEOUT_MS = 10_000
+SQLITE_SYNCHRONOUS: Final = ("normal", "full")
 
 log = logging.getLogger(__name__)
 
@@ -60,25 +62,32 @@ def _safe(url: str | URL) -> str:
         return "<unparseable URL>"
 
 
-def make_engine(url: str | URL, **kwargs: Any) -> Engine:
-    """An engine for ``url``; SQLite files get their folder created and the pragmas above."""
+def make_engine(url: str | URL, *, sqlite_synchronous: str = "normal", **kwargs: Any) -> Engine:
+    """An engine for ``url``; SQLite files get their folder created and the pragmas above
+    (``sqlite_synchronous``: ``normal`` or ``full``; ignored for PostgreSQL)."""
     parsed = normalise_url(url)
     if parsed.get_backend_name() == "sqlite":
+        if sqlite_synchronous not in SQLITE_SYNCHRONOUS:
+            raise ConfigError(
+                f"SQLite synchronous mode {sqlite_synchronous!r}: use 'normal' or 'full'."
+            )
         if parsed.database and parsed.database != ":memory:":
             Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
         engine = create_engine(parsed, **kwargs)
-        _configure_sqlite(engine)
+        _configure_sqlite(engine, sqlite_synchronous.upper())
         return engine
     return create_engine(parsed, pool_pre_ping=True, **kwargs)
 
 
-def _configure_sqlite(engine: Engine) -> None:
+def _configure_sqlite(engine: Engine, synchronous: str) -> None:
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
         dbapi_connection.isolation_level = None  # we emit BEGIN ourselves (below)
         cursor = dbapi_connection.cursor()
         try:
             cursor.execute("PRAGMA journal_mode=WAL")
+            # NORMAL under WAL: commits survive a killed process, not a power loss (settings.py)
+            cursor.execute(f"PRAGMA synchronous={synchronous}")
             cursor.execute("PRAGMA foreign_keys=ON")
             cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
         finally:
@@ -147,7 +156,7 @@ class Database:
 def open_database(settings: StoreSettings | None = None, *, upgrade: bool = True) -> Database:
     """The database of ``settings`` (default: from the environment), migrated unless told not to."""
     settings = settings or StoreSettings.from_env()
-    database = Database(settings.url)
+    database = Database(settings.url, sqlite_synchronous=settings.sqlite_synchronous)
     if upgrade:
         database.upgrade()
     log.debug("database ready at %s", _safe(database.url))

@@ -8,10 +8,18 @@ variable                    meaning                                          def
 ``MEDSIGHT_DATA_DIR``       data directory (database file, model registry)   ``~/.medsight``
 ``MEDSIGHT_DATABASE_URL``   SQLAlchemy URL (``postgresql://...`` for PG)     ``sqlite:///<dir>/medsight.db``
 ``MEDSIGHT_STORE_INPUTS``   keep the raw input bytes of each prediction      ``false``
+``MEDSIGHT_SQLITE_SYNC``    SQLite ``synchronous``: ``normal`` or ``full``   ``normal``
 ==========================  ===============================================  =====================
 
 By default a prediction keeps only the SHA-256 of its input, so the database holds no images or
 recordings; set ``MEDSIGHT_STORE_INPUTS=true`` only where local policy allows it.
+
+SQLite durability: under WAL, ``synchronous=NORMAL`` syncs the log at checkpoints, not at every
+commit. A committed transaction survives the process being killed (even ``SIGKILL``: the log is
+in the operating system's page cache, and the service's durability test kills it mid-burst), but
+the last commits before a power loss or an operating-system crash can be lost; the database itself
+stays consistent. ``full`` syncs at every commit (durable against power loss too) and costs a disk
+flush per request. PostgreSQL ignores the setting (it has its own ``synchronous_commit``).
 """
 
 from __future__ import annotations
@@ -19,6 +27,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -36,6 +45,7 @@ class StoreSettings(BaseModel):
     data_dir: Path = Field(default_factory=lambda: Path("~/.medsight").expanduser())
     database_url: str | None = None
     store_raw_inputs: bool = False
+    sqlite_synchronous: Literal["normal", "full"] = "normal"
 
     @field_validator("data_dir")
     @classmethod
@@ -66,6 +76,8 @@ class StoreSettings(BaseModel):
         raw = env.get("MEDSIGHT_STORE_INPUTS")
         if raw is not None:
             values["store_raw_inputs"] = _flag("MEDSIGHT_STORE_INPUTS", raw)
+        if env.get("MEDSIGHT_SQLITE_SYNC"):
+            values["sqlite_synchronous"] = env["MEDSIGHT_SQLITE_SYNC"].strip().lower()
         try:
             return cls(**values)
         except ValidationError as exc:
