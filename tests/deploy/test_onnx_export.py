@@ -10,7 +10,6 @@ import pytest
 import torch
 from torch import nn
 
-from conftest import small_densenet
 from medsight.deploy.onnx import (
     OnnxClassifier,
     export_onnx,
@@ -20,6 +19,7 @@ from medsight.deploy.onnx import (
 from medsight.errors import BundleError, DataError
 from medsight.models.imaging import resnet18_28, small_cnn
 from medsight.transforms.image import Standardize
+from shared_helpers import small_densenet
 
 # name: (factory, (C, H, W), classes)
 MODELS = {

@@ -12,7 +12,6 @@ import torch
 from PIL import Image
 from torch import nn
 
-from conftest import small_densenet
 from medsight.errors import ConfigError, DataError
 from medsight.explain.gradcam import (
     default_target_layer,
@@ -23,6 +22,7 @@ from medsight.explain.gradcam import (
 )
 from medsight.models.imaging import resnet18_28, small_cnn
 from medsight.transforms.image import Standardize
+from shared_helpers import small_densenet
 
 SIZE = 28
 

@@ -12,7 +12,6 @@ import pytest
 import wfdb
 from pydicom.data import get_testdata_file
 
-from conftest import shared_file
 from medsight.errors import ConfigError, DataError
 from medsight.io.ecg import (
     BeatAnnotations,
@@ -25,6 +24,7 @@ from medsight.io.ecg import (
     read_wfdb,
     resample_record,
 )
+from shared_helpers import shared_file
 
 PNG_BYTES = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 4
 
@@ -416,6 +416,9 @@ def test_resample_bad_input() -> None:
         resample_record(rec, 50)
     with pytest.raises(ConfigError, match="target rate must be > 0"):
         resample_record(rec, 0)
+    tiny = EcgRecord(signal=np.zeros((8, 1)), fs=1e-300, lead_names=["I"])
+    with pytest.raises(ConfigError, match="the ratio is too extreme"):
+        resample_record(tiny, 300)
 
 
 # ------------------------------------------------------------------------------------ CinC 2017

@@ -16,6 +16,7 @@ from tempfile import TemporaryDirectory
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
+from serve_helpers import PASSWORD
 
 from medsight.registry import ModelRegistry
 from medsight.serve import ServeSettings, create_app
@@ -24,8 +25,6 @@ from medsight.store.permissions import Role
 from medsight.store.settings import StoreSettings
 from medsight.store.testing import add_user, fresh_database
 from medsight.store.users import create_api_token
-
-PASSWORD = "correct horse battery staple"
 
 
 @pytest.fixture(scope="session")
@@ -158,27 +157,3 @@ def make_service(tmp_path: Path) -> Iterator[Callable[..., Service]]:
 
     with stack:
         yield make
-
-
-def png_bytes(value: float = 0.4, size: int = 28, mode: str = "L") -> bytes:
-    """A small PNG: a bright square on a grey background (``mode`` L or RGB)."""
-    import io
-
-    from PIL import Image
-
-    pixels = np.full((size, size), value * 255, dtype=np.uint8)
-    pixels[size // 4 : size // 2, size // 4 : size // 2] = 230
-    image = Image.fromarray(pixels, "L").convert(mode)
-    buffer = io.BytesIO()
-    image.save(buffer, format="PNG")
-    return buffer.getvalue()
-
-
-def ecg_signal(fs: int = 300, seconds: int = 12, rate_bpm: int = 70) -> np.ndarray:
-    """A synthetic single-lead ECG in mV (NeuroKit2's simulator, fixed seed)."""
-    import neurokit2 as nk
-
-    signal = nk.ecg_simulate(
-        duration=seconds, sampling_rate=fs, heart_rate=rate_bpm, random_state=1, method="simple"
-    )
-    return np.asarray(signal, dtype=np.float32)

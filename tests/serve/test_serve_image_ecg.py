@@ -10,9 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
+from serve_helpers import ecg_signal, png_bytes
 from sqlalchemy import select
 
-from conftest import ecg_signal, png_bytes
 from medsight.store.models import Prediction
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"

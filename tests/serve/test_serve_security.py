@@ -6,9 +6,9 @@ import json
 from pathlib import Path
 
 import pytest
+from serve_helpers import PASSWORD
 from sqlalchemy import select
 
-from conftest import PASSWORD
 from medsight.data.synthetic import make_risk_table
 from medsight.store.models import AuditEvent, Feedback, ModelVersion, Stage
 

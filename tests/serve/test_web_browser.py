@@ -15,9 +15,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from serve_helpers import PASSWORD
 from sqlalchemy import select
 
-from conftest import PASSWORD
 from medsight.data.synthetic import make_risk_table
 from medsight.store.models import AuditEvent, Feedback, Prediction, User
 

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
+from serve_helpers import PASSWORD, ecg_signal, png_bytes
 from sqlalchemy import select
 
-from conftest import PASSWORD, ecg_signal, png_bytes
 from medsight.data.synthetic import make_risk_table
 from medsight.serve.sessions import CSRF_FIELD, SESSION_COOKIE
 from medsight.store.models import ApiToken, AuditEvent, Feedback, Prediction

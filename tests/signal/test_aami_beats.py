@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 import wfdb
 
-from conftest import shared_file
 from medsight.errors import ConfigError, DataError
 from medsight.signal.beats import (
     AAMI_CLASSES,
@@ -19,6 +18,7 @@ from medsight.signal.beats import (
     inter_patient_split,
     template_correlation,
 )
+from shared_helpers import shared_file
 
 
 def test_aami_mapping_is_the_de_chazal_table() -> None:

@@ -11,7 +11,6 @@ import pandas as pd
 import pytest
 import wfdb
 
-from conftest import shared_file
 from medsight.signal.hrv import (
     MORPHOLOGY_FEATURES,
     RECORD_FEATURES,
@@ -21,6 +20,7 @@ from medsight.signal.hrv import (
     rr_features,
 )
 from medsight.signal.peaks import detect_rpeaks
+from shared_helpers import shared_file
 
 FS = 300
 IRREGULARITY = (

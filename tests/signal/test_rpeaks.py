@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 import wfdb
 
-from conftest import shared_file
 from medsight.errors import ConfigError, DataError
 from medsight.signal.beats import beat_labels
 from medsight.signal.peaks import (
@@ -19,6 +18,7 @@ from medsight.signal.peaks import (
     heart_rate,
     match_peaks,
 )
+from shared_helpers import shared_file
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,6 @@ import neurokit2 as nk
 import numpy as np
 import pytest
 
-from conftest import shared_file
 from medsight.errors import ConfigError, DataError
 from medsight.signal.peaks import match_peaks
 from medsight.stream.ecg import (
@@ -21,6 +20,7 @@ from medsight.stream.ecg import (
     replay,
     stream_benchmark,
 )
+from shared_helpers import shared_file
 
 
 def simulated(fs: float, seconds: float = 60, rate: float = 75, seed: int = 1) -> np.ndarray:

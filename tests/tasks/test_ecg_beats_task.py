@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 
 from beat_synth import DS_RECORDS, synth_record, write_ds_folder, write_record
-from conftest import shared_file
 from medsight.bundle.ecg_beats import BeatBundle
 from medsight.errors import BundleError, ConfigError, DataError
 from medsight.io.ecg import read_wfdb
@@ -24,6 +23,7 @@ from medsight.tasks.ecg_beats import (
     save_beat_bundle,
     train_beat_model,
 )
+from shared_helpers import shared_file
 
 # Held-out floors on the synthetic DS2 records (measured: N Se 0.997 / PPV 1.0, S 1.0 / 0.94,
 # V 1.0 / 1.0 on 314 N, 15 S, 35 V beats). Other draws of the generator gave S Se 0.46 and S PPV

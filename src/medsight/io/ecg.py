@@ -791,6 +791,10 @@ def _detect_format(path: Path) -> Literal["wfdb", "dicom", "array"]:
 # ------------------------------------------------------------------------------------ resampling
 
 
+# Upsampling more than this is no ECG sampling rate but a unit mistake (e.g. kHz given as Hz).
+MAX_RESAMPLE_FACTOR = 10_000
+
+
 def resample_record(record: EcgRecord, fs: float) -> EcgRecord:
     """``record`` at ``fs`` Hz via ``scipy.signal.resample_poly``; annotations rescaled.
 
@@ -809,8 +813,11 @@ def resample_record(record: EcgRecord, fs: float) -> EcgRecord:
     if math.isclose(target, record.fs, rel_tol=1e-9):
         return record
     ratio = (_as_fraction(target) / _as_fraction(record.fs)).limit_denominator(1000)
-    if ratio <= 0:
-        raise ConfigError(f"cannot resample from {record.fs:g} Hz to {target:g} Hz (ratio ~0).")
+    if ratio <= 0 or ratio.numerator > MAX_RESAMPLE_FACTOR:
+        raise ConfigError(
+            f"cannot resample from {record.fs:g} Hz to {target:g} Hz: the ratio is too extreme "
+            f"(more than {MAX_RESAMPLE_FACTOR}x); check the sampling rate."
+        )
     nan = int(np.count_nonzero(~np.isfinite(record.signal)))
     if nan:
         raise DataError(

@@ -39,7 +39,7 @@ class EcgSamplesRequest(_Body):
     """An ECG as numbers: one list (one lead) or one list per lead, in millivolts, at ``fs`` Hz."""
 
     samples: list[float] | list[list[float]] = Field(min_length=1)
-    fs: float = Field(gt=0, le=20_000, description="Sampling rate in Hz.")
+    fs: float = Field(ge=10, le=20_000, description="Sampling rate in Hz (10 to 20,000).")
     lead_names: list[str] | None = Field(
         default=None, description="One name per lead (default lead1, lead2, ...)."
     )

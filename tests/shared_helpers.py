@@ -1,0 +1,35 @@
+"""Helpers for tests: the location of ../shared/data (skip when absent) and small networks.
+
+A plain module, not conftest.py: test files import it by name, and several conftest.py files
+exist (a bare ``import conftest`` would get whichever was imported first).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+def shared_file(*parts: str) -> Path:
+    """A file under ../shared/data, or skip the test with the reason when it is absent."""
+    path = SHARED_DATA.joinpath(*parts)
+    if not path.exists():
+        pytest.skip(f"needs {path} (../shared/data is not available on this machine)")
+    return path
+
+
+def small_densenet() -> object:
+    """A test-sized MONAI DenseNet (the same layer types as DenseNet-121, far fewer of them)."""
+    from monai.networks.nets import DenseNet
+
+    return DenseNet(
+        spatial_dims=2,
+        in_channels=1,
+        out_channels=2,
+        init_features=8,
+        growth_rate=8,
+        block_config=(2, 2, 2, 2),
+    )
