@@ -61,10 +61,8 @@ def train_tabular_bundle(folder: Path) -> Path:
     from medsight.bundle.tabular import TabularBundle
     from medsight.config import DataConfig, ModelConfig, TrainConfig
     from medsight.demo import TARGET, wdbc_frame
-    from medsight.explain.tabular import summarise_background
     from medsight.tasks.tabular import prepare_table
     from medsight.train.tabular import fit_tabular_model
-    from medsight.transforms.tabular import source_columns
 
     config = TrainConfig(name="wdbc", data=DataConfig(target=TARGET, positive_class="malignant"))
     prepared = prepare_table(config, wdbc_frame())
@@ -79,10 +77,7 @@ def train_tabular_bundle(folder: Path) -> Path:
         evaluation=config.evaluation,
         seed=0,
     )
-    preprocess = fitted.pipeline[:-1]
-    sources = source_columns(preprocess, prepared.schema)
-    background = summarise_background(np.asarray(preprocess.transform(X), dtype=float))
-    bundle = TabularBundle(fitted, prepared.schema, background, sources, {"name": "wdbc-bench"})
+    bundle = TabularBundle.from_fit(fitted, prepared.schema, X, {"name": "wdbc-bench"})
     return bundle.save(folder / "tabular-bundle")
 
 

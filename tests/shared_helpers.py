@@ -33,3 +33,28 @@ def small_densenet() -> object:
         growth_rate=8,
         block_config=(2, 2, 2, 2),
     )
+
+
+def write_untrained_ecg_bundle(path: Path, name: str) -> Path:
+    """An untrained 1D ResNet (width 4, seed 0) saved as a real ECG bundle (ONNX) at ``path``:
+    four rhythm classes, 10 s windows at 150 Hz."""
+    import torch
+
+    from medsight.bundle.ecg import EcgBundle
+    from medsight.models.registry import create_model
+
+    torch.manual_seed(0)
+    model = create_model("ecg_resnet1d", in_channels=1, num_classes=4, width=4)
+    metadata = {
+        "name": name,
+        "class_names": ["N", "A", "O", "~"],
+        "fs": 150.0,
+        "lead": 0,
+        "leads": 1,
+        "window_samples": 1500,
+        "hop_samples": 750,
+        "min_seconds": 5.0,
+        "model": {"name": "ecg_resnet1d", "params": {"width": 4}},
+    }
+    EcgBundle.save_network(model, path, metadata)
+    return path

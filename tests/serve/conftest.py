@@ -13,7 +13,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from tempfile import TemporaryDirectory
 
-import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 from serve_helpers import PASSWORD
@@ -25,6 +24,7 @@ from medsight.store.permissions import Role
 from medsight.store.settings import StoreSettings
 from medsight.store.testing import add_user, fresh_database
 from medsight.store.users import create_api_token
+from shared_helpers import write_untrained_ecg_bundle
 
 
 @pytest.fixture(scope="session")
@@ -33,10 +33,8 @@ def tabular_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from medsight.bundle.tabular import TabularBundle
     from medsight.config import DataConfig, EvaluationConfig, ModelConfig, TrainConfig
     from medsight.data.synthetic import make_risk_table
-    from medsight.explain.tabular import summarise_background
     from medsight.tasks.tabular import prepare_table
     from medsight.train.tabular import fit_tabular_model
-    from medsight.transforms.tabular import source_columns
 
     config = TrainConfig(
         name="risk",
@@ -56,10 +54,7 @@ def tabular_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
         evaluation=config.evaluation,
         seed=0,
     )
-    preprocess = fitted.pipeline[:-1]
-    sources = source_columns(preprocess, prepared.schema)
-    background = summarise_background(np.asarray(preprocess.transform(X), dtype=float))
-    bundle = TabularBundle(fitted, prepared.schema, background, sources, {"name": "risk"})
+    bundle = TabularBundle.from_fit(fitted, prepared.schema, X, {"name": "risk"})
     return bundle.save(tmp_path_factory.mktemp("tabular") / "bundle")
 
 
@@ -90,27 +85,7 @@ def image_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def ecg_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    import torch
-
-    from medsight.bundle.ecg import EcgBundle
-    from medsight.models.registry import create_model
-
-    torch.manual_seed(0)
-    model = create_model("ecg_resnet1d", in_channels=1, num_classes=4, width=4)
-    metadata = {
-        "name": "tiny-rhythm",
-        "class_names": ["N", "A", "O", "~"],
-        "fs": 150.0,
-        "lead": 0,
-        "leads": 1,
-        "window_samples": 1500,
-        "hop_samples": 750,
-        "min_seconds": 5.0,
-        "model": {"name": "ecg_resnet1d", "params": {"width": 4}},
-    }
-    path = tmp_path_factory.mktemp("ecg") / "bundle"
-    EcgBundle.save_network(model, path, metadata)
-    return path
+    return write_untrained_ecg_bundle(tmp_path_factory.mktemp("ecg") / "bundle", "tiny-rhythm")
 
 
 @dataclass

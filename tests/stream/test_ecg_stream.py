@@ -20,7 +20,7 @@ from medsight.stream.ecg import (
     replay,
     stream_benchmark,
 )
-from shared_helpers import shared_file
+from shared_helpers import shared_file, write_untrained_ecg_bundle
 
 
 def simulated(fs: float, seconds: float = 60, rate: float = 75, seed: int = 1) -> np.ndarray:
@@ -261,27 +261,8 @@ def test_af_alerts_after_two_updates_and_af_ended() -> None:
 @pytest.fixture(scope="module")
 def tiny_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """An untrained 1D ResNet saved as a real bundle (ONNX), 10 s windows at 150 Hz."""
-    import torch
-
-    from medsight.bundle.ecg import EcgBundle
-    from medsight.models.registry import create_model
-
-    torch.manual_seed(0)
-    model = create_model("ecg_resnet1d", in_channels=1, num_classes=4, width=4)
-    metadata = {
-        "name": "tiny-untrained",
-        "class_names": ["N", "A", "O", "~"],
-        "fs": 150.0,
-        "lead": 0,
-        "leads": 1,
-        "window_samples": 1500,
-        "hop_samples": 750,
-        "min_seconds": 5.0,
-        "model": {"name": "ecg_resnet1d", "params": {"width": 4}},
-    }
-    path = tmp_path_factory.mktemp("stream") / "bundle"
-    EcgBundle.save_network(model, path, metadata)
-    return path
+    folder = tmp_path_factory.mktemp("stream")
+    return write_untrained_ecg_bundle(folder / "bundle", "tiny-untrained")
 
 
 def test_rhythm_updates_with_a_real_bundle(tiny_bundle: Path) -> None:

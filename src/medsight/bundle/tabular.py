@@ -27,14 +27,25 @@ from medsight.bundle.checksum import read_bundle_metadata, sha256_file
 from medsight.data.rows import RowValidator
 from medsight.data.schema import TableSchema, validate_frame
 from medsight.errors import BundleError
-from medsight.explain.tabular import explain_pipeline
+from medsight.explain.tabular import explain_pipeline, summarise_background
 from medsight.runs import staged_directory
 from medsight.train.tabular import FittedTabularModel
+from medsight.transforms.tabular import source_columns
 
 BUNDLE_FORMAT = 1
 TASK = "tabular-classification"
 FILES = ("bundle.json", "schema.yaml", "model.joblib", "background.npy")
 _MODEL_PACKAGES = frozenset({"sklearn", "medsight", "lightgbm"})  # searched for forests
+
+
+def explanation_inputs(
+    model: FittedTabularModel, schema: TableSchema, X: pd.DataFrame
+) -> tuple[list[str], np.ndarray]:
+    """For a fitted model and its training rows: the input column behind each preprocessed
+    feature, and the SHAP background (k-means centroids of the preprocessed rows)."""
+    preprocess = model.pipeline[:-1]
+    sources = source_columns(preprocess, schema)
+    return sources, summarise_background(np.asarray(preprocess.transform(X), dtype=float))
 
 
 @dataclass
@@ -47,6 +58,18 @@ class TabularBundle:
     sources: list[str]
     metadata: dict[str, Any] = field(default_factory=dict)
     model_card: str = ""
+
+    @classmethod
+    def from_fit(
+        cls,
+        model: FittedTabularModel,
+        schema: TableSchema,
+        X: pd.DataFrame,
+        metadata: dict[str, Any],
+    ) -> TabularBundle:
+        """A bundle for ``model`` fitted on the rows ``X``, with its SHAP background and sources."""
+        sources, background = explanation_inputs(model, schema, X)
+        return cls(model, schema, background, sources, metadata)
 
     @property
     def positive_class(self) -> str:

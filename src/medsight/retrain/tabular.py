@@ -25,7 +25,6 @@ from medsight.config import TrainConfig, parse_config
 from medsight.data.fingerprint import frame_fingerprint, package_versions
 from medsight.data.schema import TableSchema, canonical_category, validate_frame
 from medsight.errors import ConfigError, DataError
-from medsight.explain.tabular import summarise_background
 from medsight.io.tabular import read_table
 from medsight.retrain.base import (
     Challenge,
@@ -38,7 +37,6 @@ from medsight.retrain.base import (
 from medsight.retrain.holdout import holdout_split
 from medsight.tasks.tabular import prepare_table
 from medsight.train.tabular import FittedTabularModel, fit_tabular_model
-from medsight.transforms.tabular import source_columns
 
 CHAMPION_BIAS_NOTE = (
     "The held-out rows were taken from the original data, which the champion may have been "
@@ -181,9 +179,6 @@ class TabularRetrainer:
     def save(self, challenge: Challenge, folder: Path, metadata: dict[str, Any]) -> Path:
         payload: _Payload = challenge.payload
         config = payload.config
-        preprocess = payload.fitted.pipeline[:-1]
-        sources = source_columns(preprocess, payload.schema)
-        background = summarise_background(np.asarray(preprocess.transform(payload.X), dtype=float))
         base = str(payload.champion_metadata.get("name") or payload.champion.task)
         training = payload.X.assign(**{payload.schema.target: payload.y})
         counts = challenge.counts
@@ -213,7 +208,7 @@ class TabularRetrainer:
             },
             **metadata,
         }
-        bundle = TabularBundle(payload.fitted, payload.schema, background, sources, full)
+        bundle = TabularBundle.from_fit(payload.fitted, payload.schema, payload.X, full)
         bundle.model_card = _model_card(full, challenge)
         return bundle.save(folder)
 

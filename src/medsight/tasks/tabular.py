@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from medsight.bundle.tabular import TabularBundle
+from medsight.bundle.tabular import TabularBundle, explanation_inputs
 from medsight.config import CleaningConfig, ModelConfig, TrainConfig, dump_config
 from medsight.data.fingerprint import frame_fingerprint, package_versions
 from medsight.data.quality import QualityReport, quality_report
@@ -31,7 +31,7 @@ from medsight.evaluate.bootstrap import Estimate, binary_metrics_with_ci
 from medsight.evaluate.delong import DeLongResult, delong_test
 from medsight.evaluate.subgroups import age_bands, subgroup_table
 from medsight.evaluate.thresholds import choose_threshold
-from medsight.explain.tabular import Explanation, explain_pipeline, summarise_background
+from medsight.explain.tabular import Explanation, explain_pipeline
 from medsight.io.tabular import read_table
 from medsight.runs import run_name, staged_directory
 from medsight.train.tabular import (
@@ -40,7 +40,6 @@ from medsight.train.tabular import (
     cross_validate,
     fit_tabular_model,
 )
-from medsight.transforms.tabular import source_columns
 
 logger = logging.getLogger(__name__)
 BASELINE = ModelConfig(name="logistic", tune=False, class_weight="none", calibration="none")
@@ -270,9 +269,7 @@ def run_tabular(
             evaluation.target_sensitivity,
         )
     say("explaining predictions (SHAP)")
-    preprocess = final.pipeline[:-1]
-    sources = source_columns(preprocess, prepared.schema)
-    background = summarise_background(np.asarray(preprocess.transform(X), dtype=float))
+    sources, background = explanation_inputs(final, prepared.schema, X)
     sample = X.sample(n=min(evaluation.explain_rows, len(X)), random_state=config.seed)
     explanation = explain_pipeline(final.pipeline, sample, background, sources, seed=config.seed)
 
