@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.console import Console
 
-from medsight.errors import MedsightError
+from medsight.cli.user_errors import one_line_errors
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -28,7 +28,6 @@ ecg_app = typer.Typer(
     no_args_is_help=True,
 )
 console = Console()
-errors = Console(stderr=True)
 
 _STYLES = {
     "atrial_fibrillation": "bold red",
@@ -55,11 +54,8 @@ def predict(
     ] = None,
 ) -> None:
     """The rhythm of each recording with its probability, or 'unreadable' with the reasons."""
-    try:
+    with one_line_errors():
         _predict(bundle, files, fs, explain_dir)
-    except MedsightError as exc:
-        errors.print(f"[bold red]error:[/bold red] {exc}", highlight=False, soft_wrap=True)
-        raise typer.Exit(exc.exit_code) from None
 
 
 def _predict(bundle_path: Path, files: list[Path], fs: float | None, explain: Path | None) -> None:
@@ -120,11 +116,8 @@ def stream(
     ] = None,
 ) -> None:
     """Replay a recording through the streaming monitor, printing each alert as it happens."""
-    try:
+    with one_line_errors():
         _stream(file, bundle, speed, chunk_seconds, fs, lead, beats, beat_bundle)
-    except MedsightError as exc:
-        errors.print(f"[bold red]error:[/bold red] {exc}", highlight=False, soft_wrap=True)
-        raise typer.Exit(exc.exit_code) from None
 
 
 def _stream(
@@ -240,11 +233,8 @@ def beats_train(
     seed: Annotated[int, typer.Option(help="Seed of the model (and of a records split).")] = 0,
 ) -> None:
     """Train an AAMI beat classifier (N, S, V, F, Q); print the held-out EC57-style table."""
-    try:
+    with one_line_errors():
         _beats_train(data, output, split, lead, seed)
-    except MedsightError as exc:
-        errors.print(f"[bold red]error:[/bold red] {exc}", highlight=False, soft_wrap=True)
-        raise typer.Exit(exc.exit_code) from None
 
 
 def _beats_train(data: Path, output: Path, split: str, lead: str | None, seed: int) -> None:

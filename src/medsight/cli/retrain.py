@@ -19,13 +19,12 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from medsight.errors import MedsightError
+from medsight.cli.user_errors import one_line_errors
 
 if TYPE_CHECKING:
     from medsight.retrain import RetrainOutcome
 
 console = Console()
-errors = Console(stderr=True)
 NOT_PROMOTED_EXIT = 1
 
 
@@ -89,7 +88,7 @@ def retrain_command(
     from medsight.store.settings import StoreSettings
     from medsight.store.users import local_cli_user
 
-    try:
+    with one_line_errors():
         options = RetrainOptions(
             data=data,
             config=config,
@@ -117,9 +116,6 @@ def retrain_command(
             )
         finally:
             database.dispose()
-    except MedsightError as exc:
-        errors.print(f"[bold red]error:[/bold red] {exc}", highlight=False, soft_wrap=True)
-        raise typer.Exit(exc.exit_code) from None
     print_outcome(console, outcome)
     if strict and not outcome.promoted:
         raise typer.Exit(NOT_PROMOTED_EXIT)

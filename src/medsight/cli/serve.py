@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Annotated, Final
 import typer
 from rich.console import Console
 
+from medsight.cli.user_errors import one_line_errors
 from medsight.errors import MedsightError
 
 if TYPE_CHECKING:
@@ -24,7 +25,6 @@ if TYPE_CHECKING:
 ADMIN_USERNAME: Final = "admin"
 ADMIN_PASSWORD_ENV: Final = "MEDSIGHT_ADMIN_PASSWORD"
 console = Console()
-errors = Console(stderr=True)
 
 
 def bootstrap_admin(database: Database, password: str | None = None) -> str | None:
@@ -84,11 +84,8 @@ def serve_command(
     when they are installed (``pip install uvicorn[standard]``), which roughly halves its share of
     each request's time.
     """
-    try:
+    with one_line_errors():
         app, settings = _build(host, port, data_dir)
-    except MedsightError as exc:
-        errors.print(f"[bold red]error:[/bold red] {exc}", highlight=False, soft_wrap=True)
-        raise typer.Exit(exc.exit_code) from None
     import uvicorn
 
     console.print(

@@ -3,7 +3,7 @@
 The CLI acts as ``cli:<OS user>`` (see :func:`medsight.store.users.local_cli_user`); the data
 directory and database come from ``MEDSIGHT_DATA_DIR`` / ``MEDSIGHT_DATABASE_URL``, and the
 database is migrated to the latest schema first. Errors a user can fix print as one line on stderr
-with exit code 2.
+with exit code 2 (:func:`~medsight.cli.user_errors.one_line_errors`).
 """
 
 from __future__ import annotations
@@ -12,18 +12,13 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
-import typer
-from rich.console import Console
-
-from medsight.errors import MedsightError
+from medsight.cli.user_errors import one_line_errors
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
 
     from medsight.store.models import User
     from medsight.store.settings import StoreSettings
-
-errors = Console(stderr=True)
 
 
 @contextmanager
@@ -44,8 +39,5 @@ def cli_store_session() -> Iterator[tuple[Session, StoreSettings, User]]:
 
 def run_cli_action(action: Callable[[], None]) -> None:
     """Run ``action``; a :class:`MedsightError` becomes one line on stderr and its exit code."""
-    try:
+    with one_line_errors():
         action()
-    except MedsightError as exc:
-        errors.print(f"[bold red]error:[/bold red] {exc}", highlight=False, soft_wrap=True)
-        raise typer.Exit(exc.exit_code) from None
