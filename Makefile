@@ -32,8 +32,10 @@ format: $(STAMP)
 	$(BIN)/ruff check --fix src tests benchmarks
 
 bench: $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
 	$(BIN)/python benchmarks/tabular.py
 	$(BIN)/python benchmarks/imaging.py --data ../shared/data/breastmnist/breastmnist.npz
+	$(BIN)/python benchmarks/deid.py
 
 clean:
 	rm -rf $(VENV) runs build *.egg-info src/*.egg-info .pytest_cache .ruff_cache

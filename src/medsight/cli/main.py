@@ -14,6 +14,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from medsight.cli.deid import deid_app
 from medsight.cli.ecg import ecg_app
 from medsight.cli.registry import registry_app
 from medsight.cli.retrain import retrain_command
@@ -30,6 +31,7 @@ app = typer.Typer(
 )
 data_app = typer.Typer(help="Inspect data before training.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
+app.add_typer(deid_app, name="deid")
 app.add_typer(ecg_app, name="ecg")
 app.add_typer(registry_app, name="registry")
 app.command("retrain")(retrain_command)
