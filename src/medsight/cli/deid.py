@@ -16,7 +16,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from medsight.cli.user_errors import one_line_errors
-from medsight.errors import ConfigError, MissingDependencyError
+from medsight.errors import ConfigError
 
 deid_app = typer.Typer(
     help="De-identification: DICOM (PS3.15 Basic Profile), clinical notes (HIPAA Safe Harbor).",
@@ -133,17 +133,6 @@ def _verify_dicom(root: Path) -> int:
     return len(findings)
 
 
-def _text_api() -> tuple[object, object]:
-    try:
-        from medsight.privacy.text_deid import scrub_paths
-        from medsight.privacy.verify_text import scan_text_paths
-    except ImportError as exc:
-        raise MissingDependencyError(
-            f"clinical-text de-identification is not available in this build ({exc})"
-        ) from exc
-    return scrub_paths, scan_text_paths
-
-
 @deid_app.command("text")
 def text(
     paths: Annotated[list[Path], typer.Argument(help="Input .txt files or folders, then OUT.")],
@@ -163,12 +152,14 @@ def _text(paths: list[Path], key_file: Path | None, dates: str) -> int:
 
     if dates not in ("shift", "year"):
         raise ConfigError(f"--dates must be shift or year, not {dates!r}")
-    scrub_paths, scan_text_paths = _text_api()
+    from medsight.privacy.text_deid import scrub_paths
+    from medsight.privacy.verify_text import scan_text_paths
+
     inputs, out = _split(paths)
     key = DeidKey.resolve(key_file)
     with _progress() as progress:
         task = progress.add_task("scrubbing", total=None)
-        outcomes = scrub_paths(  # type: ignore[operator]
+        outcomes = scrub_paths(
             inputs,
             out,
             key,
@@ -181,7 +172,8 @@ def _text(paths: list[Path], key_file: Path | None, dates: str) -> int:
     for outcome in failed[:MAX_SHOWN]:
         console.print(f"  failed: {outcome.source}: {outcome.reason}", highlight=False)
     written = [Path(o.output) for o in outcomes if o.output]
-    found = _print_text_findings(scan_text_paths(written))  # type: ignore[operator]
+    # a shifted date is still a full date; only year-only output may be checked for dates
+    found = _print_text_findings(scan_text_paths(written, allow_dates=dates == "shift"))
     return 1 if found or failed else 0
 
 
@@ -218,8 +210,9 @@ def _verify(paths: list[Path]) -> int:
         candidates = [path] if path.is_file() else sorted(path.rglob("*.txt"))
         texts += [p for p in candidates if p.suffix == ".txt" and "quarantine" not in p.parts]
     if texts:
-        _, scan_text_paths = _text_api()
-        found += _print_text_findings(scan_text_paths(texts))  # type: ignore[operator]
+        from medsight.privacy.verify_text import scan_text_paths
+
+        found += _print_text_findings(scan_text_paths(texts))
     return 1 if found else 0
 
 
