@@ -15,7 +15,8 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from medsight.bundle.tabular import TabularBundle, sequential_forests
+from medsight.bundle.forests import sequential_forests
+from medsight.bundle.tabular import TabularBundle
 from medsight.data.rows import RowValidator
 from medsight.data.schema import ColumnRole, ColumnSpec, TableSchema, validate_frame
 from medsight.data.synthetic import make_risk_table
@@ -217,3 +218,136 @@ def test_parallel_forests_are_left_to_joblib() -> None:
     forest.fit(np.eye(4), [0, 1, 0, 1])
     assert sequential_forests({"model": forest}) == 0
     assert "predict_proba" not in vars(forest)
+
+
+# ------------------------------------------------------------------------------ row model
+
+
+def _fit_bundle(model: str, cleaning: dict[str, Any], rows: int = 160) -> TabularBundle:
+    from medsight.config import (
+        CleaningConfig,
+        DataConfig,
+        EvaluationConfig,
+        ModelConfig,
+        TrainConfig,
+    )
+    from medsight.tasks.tabular import prepare_table
+    from medsight.train.tabular import fit_tabular_model
+
+    config = TrainConfig(
+        name="risk",
+        data=DataConfig(target="disease", patient_id="patient_id"),
+        model=ModelConfig(name=model, tune=False),
+        cleaning=CleaningConfig(**cleaning),
+        evaluation=EvaluationConfig(inner_folds=2),
+    )
+    prepared = prepare_table(config, make_risk_table(rows, seed=5))
+    X = prepared.frame[prepared.schema.feature_columns]
+    fitted = fit_tabular_model(
+        X,
+        prepared.y,
+        prepared.groups,
+        prepared.schema,
+        model=config.model,
+        cleaning=config.cleaning,
+        evaluation=config.evaluation,
+        seed=0,
+    )
+    return TabularBundle.from_fit(fitted, prepared.schema, X, {"name": "risk"})
+
+
+def _messy_rows(risk_rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Rows as JSON sends them plus empty cells, missing codes, ints for floats, clip-worthy
+    values and categories given as numbers or text."""
+    rows = [dict(r) for r in risk_rows]
+    for i, row in enumerate(rows):
+        if i % 3 == 0:
+            row["systolic_bp"] = 0  # the table's "not measured" code
+        if i % 6 == 1:
+            row["biomarker"] = None
+        if i % 5 == 2:
+            row["chest_pain"] = str(int(row["chest_pain"]))
+        if i % 9 == 4:
+            row["cholesterol"] = 10_000.0  # far outside the training range: clipped
+        if i % 8 == 5:
+            row["sex"] = None
+    return rows
+
+
+def _pipeline_probability(bundle: TabularBundle, row: dict[str, Any]) -> float:
+    frame = pd.DataFrame.from_records([row])[bundle.schema.feature_columns]
+    return float(bundle.model.pipeline.predict_proba(frame)[0, 1])
+
+
+@pytest.mark.parametrize(
+    ("model", "cleaning"),
+    [
+        ("logistic", {"scaling": "standard", "clip": "range"}),
+        ("logistic", {"scaling": "none", "clip": "none", "missing_indicators": False}),
+        ("default", {"scaling": "power", "clip": "quantile", "impute": "mean"}),
+    ],
+    ids=["standard", "unscaled", "power-forest-ensemble"],
+)
+def test_row_model_gives_the_pipeline_probability_bit_for_bit(
+    model: str, cleaning: dict[str, Any], risk_rows: list[dict[str, Any]]
+) -> None:
+    from medsight.bundle.tabular_row import compile_row_model
+
+    reference = _fit_bundle(model, cleaning)
+    served = _fit_bundle(model, cleaning)
+    row_model = compile_row_model(served.model.pipeline)
+    assert row_model is not None
+    rows = _messy_rows(risk_rows)
+    for row in rows:
+        RowValidator(served.schema).validate(row)  # rows the service would accept
+        assert row_model.predict_proba(row) == _pipeline_probability(reference, row), row
+    imputed = [served.predict_row(row, explain=False)["imputed"] for row in rows]
+    assert any("systolic_bp" in names for names in imputed)
+
+
+def test_packed_forests_match_scikit_learn_on_batches() -> None:
+    from medsight.bundle.forests import PackedForest
+
+    rng = np.random.default_rng(8)
+    X = rng.normal(size=(400, 5))
+    X[:, 4] = np.round(X[:, 4])  # ties at thresholds between repeated values
+    y = rng.integers(0, 3, size=400)
+    for forest in (
+        RandomForestClassifier(n_estimators=25, random_state=0),
+        ExtraTreesClassifier(n_estimators=25, max_depth=6, random_state=0),
+    ):
+        forest.fit(X[:300], y[:300])
+        np.testing.assert_array_equal(
+            PackedForest(forest).predict_proba(X[300:]), forest.predict_proba(X[300:])
+        )
+
+
+def test_unsupported_pipelines_keep_the_scikit_learn_path(tabular_bundle: Path) -> None:
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import QuantileTransformer
+
+    from medsight.bundle.tabular_row import compile_row_model
+
+    bundle = TabularBundle.load(tabular_bundle)
+    custom = Pipeline(
+        [("scale", QuantileTransformer(n_quantiles=10)), ("model", LogisticRegression())]
+    )
+    custom.fit(np.arange(40.0).reshape(20, 2), [0, 1] * 10)
+    assert compile_row_model(custom) is None
+    bundle.row_model = None  # as for a bundle whose pipeline did not compile
+    row = make_risk_table(3, seed=4).drop(columns=["disease"]).to_dict("records")[0]
+    expected = bundle.predict(pd.DataFrame.from_records([row]), explain=False, where="row")[0]
+    assert bundle.predict_row(row, explain=False) == expected
+
+
+def test_an_empty_category_is_imputed_whether_null_or_nan(tabular_bundle: Path) -> None:
+    # JSON null used to reach the one-hot encoder as a category of its own (all zeros), while
+    # the answer said "imputed"; now None and NaN both take the training set's most frequent
+    bundle = TabularBundle.load(tabular_bundle)
+    row = make_risk_table(3, seed=4).drop(columns=["disease"]).to_dict("records")[0]
+    as_null = _pipeline_probability(bundle, {**row, "smoker": None})
+    as_nan = _pipeline_probability(bundle, {**row, "smoker": float("nan")})
+    others = {_pipeline_probability(bundle, {**row, "smoker": s}) for s in ("never", "current")}
+    assert as_null == as_nan
+    assert len(others | {as_null}) >= 2
+    assert bundle.predict_row({**row, "smoker": None}, explain=False)["imputed"] == ["smoker"]

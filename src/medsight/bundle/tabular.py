@@ -11,7 +11,6 @@ Layout::
 
 from __future__ import annotations
 
-import functools
 import json
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -24,6 +23,7 @@ import pandas as pd
 import yaml
 
 from medsight.bundle.checksum import read_bundle_metadata, sha256_file
+from medsight.bundle.tabular_row import RowModel, compile_row_model
 from medsight.data.rows import RowValidator
 from medsight.data.schema import TableSchema, validate_frame
 from medsight.errors import BundleError
@@ -35,7 +35,6 @@ from medsight.transforms.tabular import source_columns
 BUNDLE_FORMAT = 1
 TASK = "tabular-classification"
 FILES = ("bundle.json", "schema.yaml", "model.joblib", "background.npy")
-_MODEL_PACKAGES = frozenset({"sklearn", "medsight", "lightgbm"})  # searched for forests
 
 
 def explanation_inputs(
@@ -137,14 +136,33 @@ class TabularBundle:
         empty = validate_frame(frame, self.schema, where=where)
         return self._predict_valid(frame, empty, explain=explain, top_k=top_k)
 
+    @cached_property
+    def row_model(self) -> RowModel | None:
+        """The fitted pipeline compiled for one row (``None`` when a step is not supported);
+        compiling also packs the model's random forests (identical probabilities)."""
+        return compile_row_model(self.model.pipeline)
+
     def predict_row(
         self, row: dict[str, Any], *, explain: bool = True, top_k: int = 5, where: str = "row"
     ) -> dict[str, Any]:
         """:meth:`predict` for one row given as a dict, with the same checks, messages and
-        probabilities, but validated without pandas (the service's per-request path)."""
+        probabilities, but validated without pandas and, without ``explain``, predicted by
+        :attr:`row_model` (the service's per-request path)."""
         empty = self.row_validator.validate(row, where=where)
+        if not explain and self.row_model is not None:
+            return self._result(0, self.row_model.predict_proba(row), empty)
         frame = pd.DataFrame.from_records([row])
         return self._predict_valid(frame, [empty], explain=explain, top_k=top_k)[0]
+
+    def _result(self, row: int, probability: float, imputed: list[str]) -> dict[str, Any]:
+        positive = bool(probability >= self.model.threshold)
+        return {
+            "row": row + 1,
+            "prediction": self.positive_class if positive else self.negative_class,
+            "probability": round(float(probability), 5),
+            "threshold": self.model.threshold,
+            "imputed": imputed,
+        }
 
     def _predict_valid(
         self, frame: pd.DataFrame, empty: list[list[str]], *, explain: bool, top_k: int
@@ -158,14 +176,7 @@ class TabularBundle:
         )
         results = []
         for row, p in enumerate(probability):
-            positive = bool(p >= self.model.threshold)
-            result: dict[str, Any] = {
-                "row": row + 1,
-                "prediction": self.positive_class if positive else self.negative_class,
-                "probability": round(float(p), 5),
-                "threshold": self.model.threshold,
-                "imputed": empty[row],
-            }
+            result = self._result(row, p, empty[row])
             if explanation is not None:
                 result["base_probability"] = round(explanation.base_value, 5)
                 result["contributions"] = [
@@ -173,68 +184,3 @@ class TabularBundle:
                 ]
             results.append(result)
         return results
-
-
-def sequential_forests(model: object) -> int:
-    """Make every random forest inside ``model`` predict without joblib; return how many.
-
-    scikit-learn's ``ForestClassifier.predict_proba`` dispatches each tree through
-    ``joblib.Parallel`` even with ``n_jobs=1``: about 40 us per tree, 8-10 ms for the default
-    model's 200 trees on one row, ten times the trees' own work. Forests with ``n_jobs`` 1 (or
-    unset) get :func:`_forest_proba` as their instance's ``predict_proba``: the same sums in the
-    same order, so identical probabilities. The service applies it to the models it loads and
-    never saves them again; a bundle on disk is unchanged. Hand-written: sklearn offers no switch.
-    """
-    from sklearn.ensemble import ExtraTreesClassifier, RandomForestClassifier
-
-    seen: set[int] = set()
-    patched = 0
-
-    def visit(node: object, depth: int) -> None:
-        nonlocal patched
-        if depth > 12 or id(node) in seen:
-            return
-        seen.add(id(node))
-        if isinstance(node, list | tuple):
-            for item in node:
-                visit(item, depth + 1)
-        elif isinstance(node, dict):
-            for item in node.values():
-                visit(item, depth + 1)
-        elif isinstance(node, RandomForestClassifier | ExtraTreesClassifier):
-            sequential = node.n_jobs in (None, 1) and hasattr(node, "_validate_X_predict")
-            if sequential and "predict_proba" not in vars(node):
-                node.predict_proba = functools.partial(_forest_proba, node)  # type: ignore[method-assign]
-                patched += 1
-        elif type(node).__module__.split(".")[0] in _MODEL_PACKAGES and hasattr(node, "__dict__"):
-            for item in vars(node).values():
-                visit(item, depth + 1)
-
-    visit(model, 0)
-    return patched
-
-
-def _forest_proba(forest: Any, X: Any) -> Any:
-    """``ForestClassifier.predict_proba`` (scikit-learn 1.9) without joblib, trees in order."""
-    from sklearn.utils.validation import check_is_fitted
-
-    check_is_fitted(forest)
-    X = forest._validate_X_predict(X)
-    all_proba = [
-        np.zeros((X.shape[0], j), dtype=np.float64) for j in np.atleast_1d(forest.n_classes_)
-    ]
-    single = forest.n_outputs_ == 1
-    for tree in forest.estimators_:
-        # the tree's predict_proba minus its per-tree fitted and shape checks (done above)
-        if single:
-            prediction = tree.tree_.predict(X)[:, : tree.n_classes_]
-        else:
-            prediction = tree.predict_proba(X, check_input=False)
-        if len(all_proba) == 1:
-            all_proba[0] += prediction
-        else:
-            for i in range(len(all_proba)):
-                all_proba[i] += prediction[i]
-    for proba in all_proba:
-        proba /= len(forest.estimators_)
-    return all_proba[0] if len(all_proba) == 1 else all_proba

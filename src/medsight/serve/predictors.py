@@ -88,13 +88,15 @@ class TabularPredictor:
     kind = TABULAR
 
     def __init__(self, folder: Path) -> None:
-        from medsight.bundle.tabular import TabularBundle, sequential_forests
+        from medsight.bundle.forests import sequential_forests
+        from medsight.bundle.tabular import TabularBundle
 
         self.bundle = TabularBundle.load(folder)
         self.classes = [str(c) for c in self.bundle.schema.classes]
         self.features = frozenset(self.bundle.schema.feature_columns)
         self._lock = threading.Lock()
         sequential_forests(self.bundle.model)  # same probabilities, without joblib per tree
+        self.bundle.row_model  # noqa: B018 (compile the one-row path; packs the forests too)
         self.bundle.row_validator  # noqa: B018 (compile the schema checks before requests)
 
     def predict_rows(

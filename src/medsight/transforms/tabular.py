@@ -76,8 +76,14 @@ class Clipper(TransformerMixin, BaseEstimator):
         return np.asarray(input_features, dtype=object)
 
 
-def _to_category_strings(X: pd.DataFrame) -> pd.DataFrame:
-    return X.apply(lambda column: column.map(canonical_category, na_action="ignore")).astype(object)
+def to_category_strings(X: pd.DataFrame) -> pd.DataFrame:
+    """Categories as canonical strings; every empty cell (None as JSON sends it, or NaN) as NaN,
+    which the imputer after this step fills (it would take None for a category of its own)."""
+    text = X.apply(lambda column: column.map(canonical_category, na_action="ignore"))
+    return text.astype(object).where(text.notna(), np.nan)
+
+
+_to_category_strings = to_category_strings  # the name bundles saved before 0.1 pickled
 
 
 def build_preprocessor(
@@ -110,7 +116,7 @@ def build_preprocessor(
     numeric_pipe = Pipeline(steps)
     categorical_pipe = Pipeline(
         [
-            ("as_text", FunctionTransformer(_to_category_strings, feature_names_out="one-to-one")),
+            ("as_text", FunctionTransformer(to_category_strings, feature_names_out="one-to-one")),
             ("impute", SimpleImputer(strategy="most_frequent")),
             (
                 "one_hot",
