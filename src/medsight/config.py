@@ -33,6 +33,8 @@ class DataConfig(_Strict):
     missing_values: dict[str, list[float | str]] = Field(default_factory=dict)
     columns: dict[str, ColumnSpec] = Field(default_factory=dict)
     subgroups: list[SubgroupSpec] = Field(default_factory=list)
+    # refuse a table whose text or whole-number cells look like identifiers (privacy.gate)
+    require_deidentified: bool = False
 
 
 class CleaningConfig(_Strict):
@@ -104,6 +106,8 @@ class ImageDataConfig(_Strict):
     positive_class: str | None = None
     val_fraction: float = Field(0.15, gt=0.0, lt=0.5)
     test_fraction: float = Field(0.15, gt=0.0, lt=0.5)
+    # refuse DICOM files that are not de-identified (marker, burned-in flag, deid verify)
+    require_deidentified: bool = False
 
 
 class AugmentConfig(_Strict):
@@ -182,6 +186,8 @@ class EcgDataConfig(_Strict):
     test_fraction: float = Field(0.2, gt=0.0, lt=0.5)
     crop_seconds: float = Field(30.0, gt=1.0)  # training crop and prediction window
     hop_seconds: float = Field(15.0, gt=0.0)  # step between prediction windows
+    # refuse records whose header comments look like identifiers (WFDB has no de-id marker)
+    require_deidentified: bool = False
 
 
 class EcgModelConfig(_Strict):

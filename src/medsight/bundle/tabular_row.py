@@ -14,9 +14,9 @@ request, so this module compiles a fitted medsight pipeline into plain numpy ste
   forest inside it packed by :func:`medsight.bundle.forests.pack_forests` (all trees walked
   together; the same per-tree values summed in the same order, so identical probabilities).
 
-:func:`compile_row_model` returns ``None`` for any step it does not know (a custom pipeline, a
-power transform): the caller then keeps the scikit-learn path. ``tests/bundle`` checks equality
-with ``Pipeline.predict_proba`` on random rows, missing codes and unknown categories included.
+:func:`compile_row_model` returns ``None`` for any step it does not know (a custom pipeline): the
+caller then keeps the scikit-learn path. ``tests/serve/test_serve_fast_path.py`` checks bit-for-bit
+equality with ``Pipeline.predict_proba`` on messy rows (empty cells, missing codes, clipping).
 """
 
 from __future__ import annotations

@@ -113,6 +113,14 @@ def train(
     resume: Annotated[
         bool, typer.Option(help="Images: continue an interrupted run from its checkpoint.")
     ] = False,
+    require_deidentified: Annotated[
+        bool,
+        typer.Option(
+            "--require-deidentified",
+            help="Refuse data that is not de-identified (DICOM without the de-identification "
+            "marker or with identifiers left, table cells or WFDB comments that look like PHI).",
+        ),
+    ] = False,
 ) -> None:
     """Train, evaluate with confidence intervals, write the bundle and the HTML report.
 
@@ -140,6 +148,7 @@ def train(
     }.get(task)
     if task is not None and task_name is None:
         raise ConfigError(f"--task must be 'tabular', 'image' or 'ecg', got '{task}'.")
+    deidentified = True if require_deidentified else None  # None: the config file decides
     if task_name is None and config is None and looks_like_ecg_folder(data):
         task_name = ECG_TASK
     if task_name is None and config is None and looks_like_image_data(data):
@@ -151,6 +160,7 @@ def train(
             raise ConfigError("--resume is for image runs; an ECG run starts from scratch.")
         ecg_overrides = {
             "data.path": data,
+            "data.require_deidentified": deidentified,
             "model.name": model,
             "engine.epochs": epochs,
             "seed": seed,
@@ -163,6 +173,7 @@ def train(
     if task_name == IMAGE_TASK or (config is not None and _config_task(config) == IMAGE_TASK):
         image_overrides = {
             "data.path": data,
+            "data.require_deidentified": deidentified,
             "data.positive_class": positive_class,
             "data.image_size": image_size,
             "model.name": model,
@@ -180,6 +191,7 @@ def train(
 
     overrides = {
         "data.path": data,
+        "data.require_deidentified": deidentified,
         "data.target": target,
         "data.patient_id": patient_id,
         "data.positive_class": positive_class,

@@ -77,6 +77,14 @@ def serve_command(
     access_log: Annotated[
         bool, typer.Option(help="Log every request line (costs time under load).")
     ] = True,
+    require_deidentified: Annotated[
+        bool,
+        typer.Option(
+            "--require-deidentified",
+            help="Refuse DICOM and WFDB uploads that are not de-identified "
+            "[$MEDSIGHT_REQUIRE_DEIDENTIFIED].",
+        ),
+    ] = False,
 ) -> None:
     """Run the diagnosis-support API (OpenAPI docs at /docs).
 
@@ -85,7 +93,7 @@ def serve_command(
     each request's time.
     """
     with one_line_errors():
-        app, settings = _build(host, port, data_dir)
+        app, settings = _build(host, port, data_dir, require_deidentified)
     import uvicorn
 
     console.print(
@@ -103,12 +111,19 @@ def serve_command(
     )
 
 
-def _build(host: str | None, port: int | None, data_dir: Path | None) -> tuple[object, object]:
+def _build(
+    host: str | None,
+    port: int | None,
+    data_dir: Path | None,
+    require_deidentified: bool = False,
+) -> tuple[object, object]:
     from medsight.serve.app import create_app
     from medsight.serve.settings import ServeSettings
     from medsight.store.settings import StoreSettings
 
-    settings = ServeSettings.from_env(host=host, port=port)
+    settings = ServeSettings.from_env(
+        host=host, port=port, require_deidentified=True if require_deidentified else None
+    )
     if data_dir is not None:
         store = StoreSettings.from_env()
         store = store.model_copy(update={"data_dir": data_dir.expanduser()})

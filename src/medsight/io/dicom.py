@@ -12,6 +12,9 @@ Values stay in the units of the last step (e.g. Hounsfield units for CT without 
 header allows for them is :attr:`DicomImage.value_range` and :meth:`DicomImage.to_unit_range` maps
 it, or a window of your choice, to [0, 1]. Arrays keep DICOM's row-major layout: ``pixels[f, r, c]``
 is frame ``f``, row ``r`` (top to bottom), column ``c`` (left to right), as in ``ds.pixel_array``.
+
+``require_deidentified=True`` refuses images that are not de-identified
+(:func:`medsight.privacy.gate.require_deidentified_dicom`) before their pixels are decoded.
 """
 
 from __future__ import annotations
@@ -44,6 +47,7 @@ from pydicom.uid import (
 )
 
 from medsight.errors import ConfigError, DataError, MedsightError, MissingDependencyError
+from medsight.privacy.gate import require_deidentified_dicom
 
 PIXEL_KEYWORDS = ("PixelData", "FloatPixelData", "DoubleFloatPixelData")
 
@@ -175,15 +179,24 @@ class DicomLabels:
 # ------------------------------------------------------------------------------------ reading
 
 
-def read_dicom(path: str | Path, *, apply_voi: bool = True, frame: int | None = None) -> DicomImage:
+def read_dicom(
+    path: str | Path,
+    *,
+    apply_voi: bool = True,
+    frame: int | None = None,
+    require_deidentified: bool = False,
+) -> DicomImage:
     """Read one DICOM file (all frames, or only ``frame``) as a :class:`DicomImage`.
 
     Raises :class:`NotDicomError` / :class:`NoPixelDataError` (both :class:`DataError`) for files
     that are not DICOM images, :class:`MissingDependencyError` when the pixel data is compressed in
-    a transfer syntax no installed decoder reads, and :class:`DataError` for damaged pixel data.
+    a transfer syntax no installed decoder reads, and :class:`DataError` for damaged pixel data or,
+    with ``require_deidentified``, an image that is not de-identified.
     """
     path = Path(path)
     ds = _read_dataset(path)
+    if require_deidentified and any(k in ds for k in PIXEL_KEYWORDS):
+        require_deidentified_dicom(ds, str(path))
     try:
         return _to_image(ds, path, apply_voi=apply_voi, frame=frame)
     except MedsightError:
@@ -196,7 +209,11 @@ def read_dicom(path: str | Path, *, apply_voi: bool = True, frame: int | None = 
 
 
 def read_dicom_series(
-    folder: str | Path, *, apply_voi: bool = True, recursive: bool = False
+    folder: str | Path,
+    *,
+    apply_voi: bool = True,
+    recursive: bool = False,
+    require_deidentified: bool = False,
 ) -> list[DicomImage]:
     """Every DICOM image in ``folder``, grouped by series and sorted within each series.
 
@@ -204,7 +221,8 @@ def read_dicom_series(
     are skipped with one :class:`UserWarning` listing them; damaged images and missing decoders
     raise. Within a series the order is by position along the slice normal when every image has
     Image Position/Orientation (Patient), else by Instance Number, else by file name. Raises
-    :class:`DataError` when the folder holds no readable image.
+    :class:`DataError` when the folder holds no readable image, and with ``require_deidentified``
+    when any image in it is not de-identified.
     """
     folder = Path(folder)
     if not folder.is_dir():
@@ -215,7 +233,9 @@ def read_dicom_series(
     skipped: list[str] = []
     for file in files:
         try:
-            images.append(read_dicom(file, apply_voi=apply_voi))
+            images.append(
+                read_dicom(file, apply_voi=apply_voi, require_deidentified=require_deidentified)
+            )
         except (NotDicomError, NoPixelDataError):
             skipped.append(str(file.relative_to(folder)))
     if not images:
@@ -320,14 +340,33 @@ def read_dicom_labels(csv_path: str | Path, images: Sequence[DicomImage]) -> Dic
     return DicomLabels(labels=labels, patient_ids=patient_ids)
 
 
+def looks_like_dicom(path: str | Path) -> bool:
+    """A ``.dcm`` / ``.dicom`` name or the ``DICM`` marker at byte 128 (as the image readers)."""
+    path = Path(path)
+    if path.suffix.lower() in (".dcm", ".dicom"):
+        return True
+    try:
+        with path.open("rb") as handle:
+            head = handle.read(132)
+    except OSError:
+        return False
+    return len(head) == 132 and head[128:132] == b"DICM"
+
+
+def require_deidentified_file(path: str | Path) -> None:
+    """Raise :class:`DataError` unless the DICOM file is de-identified (header read, no pixels)."""
+    path = Path(path)
+    require_deidentified_dicom(_read_dataset(path, stop_before_pixels=True), str(path))
+
+
 # ------------------------------------------------------------------------------------ helpers
 
 
-def _read_dataset(path: Path) -> Dataset:
+def _read_dataset(path: Path, *, stop_before_pixels: bool = False) -> Dataset:
     if not path.is_file():
         raise DataError(f"{path}: file not found.")
     try:
-        return pydicom.dcmread(path)
+        return pydicom.dcmread(path, stop_before_pixels=stop_before_pixels)
     except InvalidDicomError:
         pass  # no 128-byte preamble + 'DICM': try the older headerless layout below
     except Exception as exc:
@@ -336,7 +375,7 @@ def _read_dataset(path: Path) -> Dataset:
             f"({type(exc).__name__}: {exc})."
         ) from exc
     try:
-        ds = pydicom.dcmread(path, force=True)
+        ds = pydicom.dcmread(path, force=True, stop_before_pixels=stop_before_pixels)
     except Exception as exc:
         raise NotDicomError(f"{path}: not a DICOM file ({type(exc).__name__}).") from exc
     # force=True parses any bytes; accept the result only if it has ordinary DICOM groups.

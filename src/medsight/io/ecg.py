@@ -9,6 +9,11 @@ NaN samples, a PNG renamed ``.dat`` ...) instead of a traceback from inside a li
 
 Readers reject NaN (and infinite) samples unless ``allow_nan=True``. Flat lines and very short
 recordings are accepted: judging signal quality is not a reader's job.
+
+``require_deidentified=True`` (see :mod:`medsight.privacy.gate`) refuses a DICOM waveform that is
+not de-identified, and a WFDB record whose header comments look like identifiers (WFDB has no
+de-identification marker: its comments are the only free text); CSV and NumPy files hold numbers
+only and are not checked.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ import numpy as np
 import pandas as pd
 
 from medsight.errors import ConfigError, DataError
+from medsight.privacy.gate import require_deidentified_dicom, require_deidentified_text
 
 if TYPE_CHECKING:
     from pydicom.dataset import Dataset
@@ -222,18 +228,23 @@ def read_wfdb(
     annotation_extension: str | None = "atr",
     leads: Sequence[str | int] | None = None,
     allow_nan: bool = False,
+    require_deidentified: bool = False,
 ) -> EcgRecord:
     """Read a WFDB record (``x``, ``x.hea``, ``x.dat`` or ``x.mat``) in physical units.
 
     The annotation file ``x.<annotation_extension>`` is read when it exists (``None`` skips it).
     ``leads`` selects signals by name or index. Multi-frequency records (signals with several
     samples per frame) come back at the highest rate; slower signals are linearly interpolated
-    onto it and annotation indices are scaled to it.
+    onto it and annotation indices are scaled to it. ``require_deidentified`` refuses a header
+    whose comments look like identifiers, before the signal is read.
     """
     source = str(path)
     header_path = _wfdb_header_path(Path(path))
     base = str(header_path)[: -len(".hea")]
     header = _read_wfdb_header(header_path)
+    if require_deidentified:
+        comments = getattr(header, "comments", None) or []
+        require_deidentified_text(comments, f"{header_path}: header comments")
     names = list(getattr(header, "sig_name", None) or [])
     if not int(getattr(header, "n_sig", 0) or 0):
         raise DataError(f"{header_path}: the header lists no signals; nothing to read.")
@@ -425,7 +436,11 @@ def _read_wfdb_annotations(
 
 
 def read_dicom_ecg(
-    path: str | Path, *, group: int | None = None, allow_nan: bool = False
+    path: str | Path,
+    *,
+    group: int | None = None,
+    allow_nan: bool = False,
+    require_deidentified: bool = False,
 ) -> EcgRecord:
     """Read a DICOM ECG (any Waveform IOD) multiplex group through ``pydicom``.
 
@@ -434,11 +449,14 @@ def read_dicom_ecg(
     BEAT" template is not taken for the recording. ``group`` picks an index instead.
     ``Dataset.waveform_array`` applies Channel Sensitivity, its Correction Factor and Channel
     Baseline; the result is in each channel's Channel Sensitivity Units, converted here to mV.
+    ``require_deidentified`` refuses a file that is not de-identified before decoding it.
     """
     from medsight.io.dicom import _read_dataset
 
     path = Path(path)
     ds = _read_dataset(path)
+    if require_deidentified:
+        require_deidentified_dicom(ds, str(path))
     waves = ds.get("WaveformSequence")
     if not waves:
         modality = ds.get("Modality", "") or "unknown modality"
@@ -727,7 +745,13 @@ _DICOM_OPTIONS = frozenset({"group", "leads", "allow_nan"})
 _ARRAY_OPTIONS = frozenset({"lead_names", "leads", "allow_nan"})
 
 
-def read_ecg(path: str | Path, *, fs: float | None = None, **kw: object) -> EcgRecord:
+def read_ecg(
+    path: str | Path,
+    *,
+    fs: float | None = None,
+    require_deidentified: bool = False,
+    **kw: object,
+) -> EcgRecord:
     """Read any supported ECG file, choosing the reader by extension or content.
 
     WFDB for ``.hea``/``.dat``/``.mat`` or a record name whose ``.hea`` exists; DICOM for
@@ -735,6 +759,7 @@ def read_ecg(path: str | Path, *, fs: float | None = None, **kw: object) -> EcgR
     ``.npz`` (these need ``fs``). For WFDB and DICOM the file's own rate is used and an ``fs``
     that disagrees with it is a :class:`ConfigError` (resample with :func:`resample_record`).
     ``leads`` selects leads for every format; other keywords go to the chosen reader.
+    ``require_deidentified`` is passed to the WFDB and DICOM readers (CSV/NumPy hold no text).
     """
     path = Path(path)
     kind = _detect_format(path)
@@ -750,10 +775,14 @@ def read_ecg(path: str | Path, *, fs: float | None = None, **kw: object) -> EcgR
         record = read_ecg_array(path, fs=fs, **kw)  # type: ignore[arg-type]
     else:
         if kind == "wfdb":
-            record = read_wfdb(path, leads=leads, **kw)  # type: ignore[arg-type]
+            record = read_wfdb(  # type: ignore[arg-type]
+                path, leads=leads, require_deidentified=require_deidentified, **kw
+            )
             leads = None
         else:
-            record = read_dicom_ecg(path, **kw)  # type: ignore[arg-type]
+            record = read_dicom_ecg(  # type: ignore[arg-type]
+                path, require_deidentified=require_deidentified, **kw
+            )
         if fs is not None and not math.isclose(float(fs), record.fs, rel_tol=1e-6):
             raise ConfigError(
                 f"{path}: the file says {record.fs:g} Hz but fs={fs} was given; leave fs out "

@@ -1,9 +1,10 @@
 """Who is calling: ``Authorization: Bearer <token>`` checked against the hashed API tokens.
 
-The :func:`caller` dependency checks the token in a read-only session before the body is read or
-validated, so a missing or unknown token is always a 401. Handlers resolve it again with
-:func:`user_of` inside the request's write transaction, where
-:func:`medsight.store.users.require_token_user` notes the token's last use. ``source`` for the
+The :func:`caller` dependency checks the token before the body is read or validated, so a missing
+or unknown token is always a 401; a token checked in the last ``cache_seconds`` is taken from
+:class:`~medsight.serve.recent.CheckedTokens`, otherwise it is checked, and its last use noted, in
+a short write transaction. Handlers that change state resolve it again with :func:`user_of` inside
+their own transaction; predictions use the checked user as it is. ``source`` for the
 audit log is the client's address as the server sees it (behind a reverse proxy, run uvicorn
 with ``--proxy-headers``).
 """
@@ -11,14 +12,19 @@ with ``--proxy-headers``).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from fastapi import Request, Security
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
 
 from medsight.store.errors import AuthenticationError
 from medsight.store.models import User
-from medsight.store.users import require_token_user
+from medsight.store.users import active_token, require_token_user
+
+if TYPE_CHECKING:
+    from medsight.serve.state import ServiceState
 
 bearer = HTTPBearer(
     auto_error=False,
@@ -41,17 +47,29 @@ def client_source(request: Request) -> str:
     return request.client.host if request.client else "unknown"
 
 
-def caller(
+async def caller(
     request: Request, credentials: HTTPAuthorizationCredentials | None = Security(bearer)
 ) -> Caller:
     """The bearer token's user; 401 with ``WWW-Authenticate: Bearer`` when the token is missing
-    or unknown. Runs before the body is validated, so a bad token is a 401, never a 422."""
+    or unknown. Runs before the body is validated, so a bad token is a 401, never a 422.
+    A recently checked token is answered on the event loop; others are checked in a thread."""
     if credentials is None or credentials.scheme.lower() != "bearer" or not credentials.credentials:
         raise AuthenticationError("missing API token: send 'Authorization: Bearer <token>'.")
     state = request.app.state.medsight
-    with state.read() as session:
-        user = require_token_user(session, credentials.credentials)
-    return Caller(credentials.credentials, client_source(request), user)
+    plain = credentials.credentials
+    user = state.tokens.user(plain)
+    if user is None:  # not checked in the last cache_seconds: check it and note its use
+        user = await run_in_threadpool(_check_token, state, plain)
+    return Caller(plain, client_source(request), user)
+
+
+def _check_token(state: ServiceState, plain: str) -> User:
+    with state.write() as session:
+        token = active_token(session, plain)
+        if token is None:
+            raise AuthenticationError("invalid, expired or revoked API token.")
+        state.tokens.remember(plain, token.user, token.expires_at)
+        return token.user
 
 
 def user_of(session: Session, who: Caller) -> User:

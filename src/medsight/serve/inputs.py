@@ -5,6 +5,11 @@ signatures, DICOM by the ``DICM`` marker at byte 128. Decoding reuses :mod:`meds
 for PNG/JPEG, :func:`medsight.io.images.read_image_file` for DICOM's display pipeline,
 :func:`medsight.io.ecg.read_ecg` for ECG files); readers that need a path get a private temporary
 folder, and error messages are stripped of that folder so they show only the client's file name.
+
+``require_deidentified`` (``ServeSettings.require_deidentified``) refuses, as a 422, a DICOM image
+or waveform that is not de-identified and a WFDB header whose comments look like identifiers
+(:mod:`medsight.privacy.gate`); PNG, JPEG, CSV, NumPy and JSON samples carry no patient header and
+are not checked.
 """
 
 from __future__ import annotations
@@ -53,11 +58,14 @@ def sniff_image(data: bytes) -> str | None:
     return None
 
 
-def decode_image(data: bytes, *, max_pixels: int) -> tuple[np.ndarray, str]:
+def decode_image(
+    data: bytes, *, max_pixels: int, require_deidentified: bool = False
+) -> tuple[np.ndarray, str]:
     """An uploaded image as float32 ``(C, H, W)`` in [0, 1], and its media type.
 
     Anything but PNG, JPEG or DICOM is an :class:`UnsupportedMediaError` (HTTP 415); a damaged
-    file, or one with more than ``max_pixels`` pixels, a :class:`DataError` (HTTP 422).
+    file, one with more than ``max_pixels`` pixels or, with ``require_deidentified``, a DICOM file
+    that is not de-identified, a :class:`DataError` (HTTP 422).
     """
     kind = sniff_image(data)
     if kind is None:
@@ -65,7 +73,7 @@ def decode_image(data: bytes, *, max_pixels: int) -> tuple[np.ndarray, str]:
             "the upload is not a PNG, JPEG or DICOM image (its first bytes match none of them)."
         )
     if kind == DICOM:
-        return _decode_dicom(data), kind
+        return _decode_dicom(data, require_deidentified), kind
     return _decode_pil(data, max_pixels), kind
 
 
@@ -89,11 +97,17 @@ def _decode_pil(data: bytes, max_pixels: int) -> np.ndarray:
         raise DataError(f"the image is damaged or truncated ({type(exc).__name__}).") from exc
 
 
-def _decode_dicom(data: bytes) -> np.ndarray:
+def _decode_dicom(data: bytes, require_deidentified: bool) -> np.ndarray:
+    from medsight.io.dicom import require_deidentified_file
     from medsight.io.images import read_image_file
 
+    def read(path: Path) -> np.ndarray:
+        if require_deidentified:
+            require_deidentified_file(path)  # the header only, before any pixel is decoded
+        return read_image_file(path)
+
     with _scratch([Upload("upload.dcm", data)]) as (folder, paths):
-        return _quiet_paths(folder, lambda: read_image_file(paths[0]))
+        return _quiet_paths(folder, lambda: read(paths[0]))
 
 
 # --------------------------------------------------------------------------------------- ECG
@@ -123,9 +137,12 @@ def ecg_from_samples(
     return EcgRecord(signal=array.T, fs=fs, lead_names=names, name="samples", source="samples")
 
 
-def ecg_from_files(files: Sequence[Upload], fs: float | None) -> EcgRecord:
+def ecg_from_files(
+    files: Sequence[Upload], fs: float | None, *, require_deidentified: bool = False
+) -> EcgRecord:
     """A record from uploaded files: a CSV/NumPy signal (with ``fs``), a DICOM waveform, or a WFDB
-    header with its data file (two files, the header ending in ``.hea``)."""
+    header with its data file (two files, the header ending in ``.hea``). ``require_deidentified``
+    refuses a DICOM waveform or WFDB header that is not de-identified (:func:`read_ecg`)."""
     if not 1 <= len(files) <= 2:
         raise DataError(
             f"{len(files)} files uploaded; send one ECG file, or a WFDB .hea with its .dat."
@@ -137,7 +154,9 @@ def ecg_from_files(files: Sequence[Upload], fs: float | None) -> EcgRecord:
         raise DataError("the two uploaded files have the same name; send x.hea and x.dat.")
     with _scratch(named) as (folder, paths):
         main = next((p for p in paths if p.suffix.lower() == ".hea"), paths[0])
-        return _quiet_paths(folder, lambda: read_ecg(main, fs=fs))
+        return _quiet_paths(
+            folder, lambda: read_ecg(main, fs=fs, require_deidentified=require_deidentified)
+        )
 
 
 def _ecg_name(upload: Upload, index: int) -> str:

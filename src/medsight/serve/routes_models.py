@@ -44,7 +44,9 @@ def promote(request: Request, who: Who, task: TaskName, body: PromoteRequest) ->
         row = state.registry.promote(
             session, task, body.version, actor=user_of(session, who), source=who.source
         )
-        return _info(row)
+        info = _info(row)
+    state.forget_production()
+    return info
 
 
 @router.post("/{task}/rollback", response_model=ModelVersionInfo, responses=_ERRORS)
@@ -53,7 +55,9 @@ def rollback(request: Request, who: Who, task: TaskName) -> ModelVersionInfo:
     state: ServiceState = request.app.state.medsight
     with state.write() as session:
         row = state.registry.rollback(session, task, actor=user_of(session, who), source=who.source)
-        return _info(row)
+        info = _info(row)
+    state.forget_production()
+    return info
 
 
 def _info(row: ModelVersion) -> ModelVersionInfo:

@@ -25,7 +25,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
 from medsight.errors import DataError
-from medsight.serve.auth import Caller, caller, user_of
+from medsight.serve.auth import Caller, caller
 from medsight.serve.errors import UnsupportedMediaError
 from medsight.serve.inputs import (
     IMAGE_TYPES,
@@ -57,7 +57,6 @@ from medsight.serve.schemas import (
 )
 from medsight.serve.state import ServiceState
 from medsight.store import records
-from medsight.store.models import ModelVersion
 from medsight.store.permissions import Action, require
 
 router = APIRouter(prefix="/v1", tags=["predict"])
@@ -204,8 +203,7 @@ def predict_batch(
     if len(batch.rows) > limit:
         raise DataError(f"{len(batch.rows)} rows in one batch; send at most {limit}.")
     require(who.user, Action.PREDICT)
-    with state.read() as session:
-        served, predictor = state.predictor(session, task)
+    served, predictor = state.production(task)
     if not isinstance(predictor, TabularPredictor):
         raise UnsupportedMediaError(
             f"task {task!r} serves a {predictor.kind} model; the batch endpoint takes table rows "
@@ -224,8 +222,7 @@ def predict_case(
     The API and the clinician web page both call this (blocking: run it in a thread pool).
     """
     require(who.user, Action.PREDICT)
-    with state.read() as session:
-        served, predictor = state.predictor(session, task)
+    served, predictor = state.production(task)
     outcome = _run(state, predictor, body, explain)
     return _record(state, who, served, predictor, [outcome])[0]
 
@@ -238,7 +235,11 @@ def _run(state: ServiceState, predictor: Predictor, body: Body, explain: bool) -
         return predictor.predict_rows([dict(request.row)], explain=explain, top_k=top_k)[0]
     if isinstance(predictor, ImagePredictor):
         data = _image_bytes(body)
-        image, media_type = decode_image(data, max_pixels=state.settings.max_image_pixels)
+        image, media_type = decode_image(
+            data,
+            max_pixels=state.settings.max_image_pixels,
+            require_deidentified=state.settings.require_deidentified,
+        )
         return predictor.predict_image(image, data, media_type, explain=explain)
     assert isinstance(predictor, EcgPredictor)
     if body.is_json:
@@ -246,7 +247,11 @@ def _run(state: ServiceState, predictor: Predictor, body: Body, explain: bool) -
         record = ecg_from_samples(samples.samples, samples.fs, samples.lead_names)
         data, input_type = body.raw, "application/json; ecg samples"
     elif body.files:
-        record = ecg_from_files(body.files, _rate(body.fields.get("fs")))
+        record = ecg_from_files(
+            body.files,
+            _rate(body.fields.get("fs")),
+            require_deidentified=state.settings.require_deidentified,
+        )
         data, input_type = bundle_of(body.files)
     else:
         raise UnsupportedMediaError(
@@ -297,25 +302,25 @@ def _record(
     predictor: Predictor,
     outcomes: list[Outcome],
 ) -> list[PredictionResponse]:
-    """Store each outcome (one transaction for all) and build the answers."""
+    """Store each outcome (one transaction for all) and build the answers.
+
+    The caller's user is the one checked for this request (at most ``cache_seconds`` ago)."""
     store_raw = state.settings.store.store_raw_inputs
     model = ModelRef(
         task=served.task, version=served.version, name=served.name, kind=predictor.kind
     )
     answers = []
     with state.write() as session:
-        user = user_of(session, who)
-        version = session.get(ModelVersion, served.version_id)
         for outcome in outcomes:
             row = records.record_prediction(
                 session,
-                user,
+                who.user,
                 task=served.task,
                 input_bytes=outcome.input_bytes,
                 label=outcome.label,
                 probability=outcome.probability,
                 output={**outcome.stored_output(predictor.kind), "model_version": served.version},
-                model_version=version,
+                model_version_id=served.version_id,
                 input_type=outcome.input_type,
                 store_raw=store_raw,
                 source=who.source,

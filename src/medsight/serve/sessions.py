@@ -96,6 +96,7 @@ def sign_out(state: ServiceState, token: str, *, source: str) -> bool:
         if row is None or row.revoked_at is not None:
             return False
         revoke_api_token(session, row.id, actor=row.user, source=source)
+    state.tokens.forget(token)
     return True
 
 

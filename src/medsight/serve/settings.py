@@ -1,16 +1,20 @@
-"""Settings of the HTTP service: the store's settings plus address, size limits and cache size.
+"""Settings of the HTTP service: the store's settings plus address, limits, caches and privacy.
 
 Read from the environment by :meth:`ServeSettings.from_env` (the store's ``MEDSIGHT_*`` variables,
 see :mod:`medsight.store.settings`, plus):
 
-===============================  ==========================================  ================
-variable                         meaning                                     default
-===============================  ==========================================  ================
-``MEDSIGHT_HOST``                address to listen on                        ``127.0.0.1``
-``MEDSIGHT_PORT``                port                                        ``8000``
-``MEDSIGHT_MAX_UPLOAD_BYTES``    largest multipart request (image, ECG)      20 MiB
-``MEDSIGHT_MAX_JSON_BYTES``      largest JSON or other request body          4 MiB
-===============================  ==========================================  ================
+=================================  ==========================================  ================
+variable                           meaning                                     default
+=================================  ==========================================  ================
+``MEDSIGHT_HOST``                  address to listen on                        ``127.0.0.1``
+``MEDSIGHT_PORT``                  port                                        ``8000``
+``MEDSIGHT_MAX_UPLOAD_BYTES``      largest multipart request (image, ECG)      20 MiB
+``MEDSIGHT_MAX_JSON_BYTES``        largest JSON or other request body          4 MiB
+``MEDSIGHT_REQUIRE_DEIDENTIFIED``  refuse DICOM / WFDB uploads that are not    ``false``
+                                   de-identified (422)
+``MEDSIGHT_CACHE_SECONDS``         reuse of a checked token and of the         2
+                                   production-version lookup (0: none)
+=================================  ==========================================  ================
 """
 
 from __future__ import annotations
@@ -40,6 +44,11 @@ class ServeSettings(BaseModel):
     max_image_pixels: int = Field(default=50_000_000, ge=1)
     top_features: int = Field(default=5, ge=1, le=50)
     cache_size: int = Field(default=8, ge=1)
+    require_deidentified: bool = False
+    """Refuse image and ECG uploads that are not de-identified (see ``medsight.privacy.gate``)."""
+    cache_seconds: float = Field(default=2.0, ge=0, le=300)
+    """How long the service may reuse a checked API token and the production-version lookup
+    (0: check the database on every request)"""
 
     @classmethod
     def from_env(
@@ -53,6 +62,8 @@ class ServeSettings(BaseModel):
             ("MEDSIGHT_PORT", "port"),
             ("MEDSIGHT_MAX_UPLOAD_BYTES", "max_upload_bytes"),
             ("MEDSIGHT_MAX_JSON_BYTES", "max_json_bytes"),
+            ("MEDSIGHT_REQUIRE_DEIDENTIFIED", "require_deidentified"),
+            ("MEDSIGHT_CACHE_SECONDS", "cache_seconds"),
         ):
             if env.get(name):
                 values[key] = env[name]

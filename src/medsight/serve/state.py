@@ -2,9 +2,10 @@
 
 SQLite allows one writer at a time, and a transaction that read before it writes fails at once
 (``SQLITE_BUSY_SNAPSHOT``) when another connection committed in between; the busy timeout does
-not help there. Writing transactions therefore take a process-wide lock on SQLite (one service
-process; use PostgreSQL for several). Model inference runs outside any transaction, so the lock
-is held only for the few statements of each request.
+not help there. Writing transactions therefore take a process-wide lock on SQLite (threads hand
+it over without sleeping) and begin ``IMMEDIATE``, so writers in other worker processes wait
+for SQLite's lock (the busy timeout) instead of failing. Model inference runs outside any
+transaction, so the locks are held only for the few statements of each request.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from sqlalchemy.orm import Session
 from medsight.registry import ModelRegistry
 from medsight.serve.errors import NoProductionModelError
 from medsight.serve.predictors import Predictor, PredictorCache, Served
+from medsight.serve.recent import CheckedTokens, Recent
 from medsight.serve.settings import ServeSettings
 from medsight.store.database import Database
 
@@ -35,6 +37,12 @@ class ServiceState:
     predictors: PredictorCache
     owns_database: bool = False
     _write_lock: threading.Lock = field(default_factory=threading.Lock)
+    tokens: CheckedTokens = field(init=False)
+    _production: Recent[tuple[Served, Predictor]] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.tokens = CheckedTokens(self.settings.cache_seconds)
+        self._production = Recent(self.settings.cache_seconds)
 
     @property
     def serialise_writes(self) -> bool:
@@ -53,9 +61,10 @@ class ServiceState:
 
     @contextlib.contextmanager
     def write(self) -> Iterator[Session]:
-        """One transaction, committed at the end (rolled back on error); serialised on SQLite."""
+        """One transaction, committed at the end (rolled back on error). On SQLite it is
+        serialised by a lock within the process and begun IMMEDIATE across processes."""
         lock = self._write_lock if self.serialise_writes else contextlib.nullcontext()
-        with lock, self.database.transaction() as session:
+        with lock, self.database.transaction(immediate=self.serialise_writes) as session:
             yield session
 
     def served(self, session: Session, task: str) -> Served:
@@ -84,6 +93,19 @@ class ServiceState:
             return self.registry.verify(row)
 
         return served, self.predictors.get(served, verify)
+
+    def production(self, task: str) -> tuple[Served, Predictor]:
+        """:meth:`predictor` in its own read session, reused for ``cache_seconds``."""
+        found = self._production.get(task)
+        if found is None:
+            with self.read() as session:
+                found = self.predictor(session, task)
+            self._production.put(task, found)
+        return found
+
+    def forget_production(self) -> None:
+        """Promotion or rollback here: look the production versions up again."""
+        self._production.forget()
 
     def ping(self) -> dict[str, int]:
         """Check the database answers; return task -> production version."""

@@ -35,6 +35,8 @@ from medsight.store.settings import StoreSettings
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 SQLITE_BUSY_TIMEOUT_MS = 10_000
 SQLITE_SYNCHRONOUS: Final = ("normal", "full")
+# execution options of a writing transaction: BEGIN IMMEDIATE on SQLite, nothing elsewhere
+WRITE_TRANSACTION: Final = {"sqlite_begin": "IMMEDIATE"}
 
 log = logging.getLogger(__name__)
 
@@ -95,7 +97,11 @@ def _configure_sqlite(engine: Engine, synchronous: str) -> None:
 
     @event.listens_for(engine, "begin")
     def _on_begin(connection: Any) -> None:
-        connection.exec_driver_sql("BEGIN")
+        # a writer asks for IMMEDIATE (session.connection(execution_options=WRITE_TRANSACTION)):
+        # it takes SQLite's write lock at BEGIN, waiting up to the busy timeout for another
+        # process's writer, instead of failing when it first writes after a read
+        mode = connection.get_execution_options().get("sqlite_begin", "")
+        connection.exec_driver_sql(f"BEGIN {mode}".strip())
 
 
 def alembic_config(url: str | URL) -> Config:
@@ -143,9 +149,14 @@ class Database:
         upgrade_database(self.engine, revision)
 
     @contextmanager
-    def transaction(self) -> Iterator[Session]:
-        """A session in one transaction: committed when the block ends, rolled back on error."""
+    def transaction(self, *, immediate: bool = False) -> Iterator[Session]:
+        """A session in one transaction: committed when the block ends, rolled back on error.
+
+        ``immediate`` takes SQLite's write lock at the start (other processes' writers wait
+        for it, up to the busy timeout), for transactions that will write."""
         with self.sessions() as session, session.begin():
+            if immediate:
+                session.connection(execution_options=WRITE_TRANSACTION)
             yield session
 
     def dispose(self) -> None:

@@ -40,19 +40,23 @@ def record_prediction(
     probability: float | None = None,
     output: dict[str, Any] | None = None,
     model_version: ModelVersion | None = None,
+    model_version_id: int | None = None,
     input_type: str = "",
     store_raw: bool = False,
     source: str,
 ) -> Prediction:
     """Store one prediction made for ``user`` (who must be allowed to predict) and audit it.
 
-    ``output`` is the model's full answer (probabilities, classes, warnings), without PHI.
+    ``output`` is the model's full answer (probabilities, classes, warnings), without PHI. The
+    model is ``model_version`` or, when only its id is at hand, ``model_version_id``.
     """
     require(user, Action.PREDICT)
+    if model_version is not None:
+        model_version_id = model_version.id
     prediction = Prediction(
         user_id=user.id,
         task=task,
-        model_version_id=model_version.id if model_version is not None else None,
+        model_version_id=model_version_id,
         input_sha256=fingerprint(input_bytes),
         input_size=len(input_bytes),
         input_type=input_type[:100],

@@ -222,8 +222,9 @@ def create_api_token(
     return token, plain
 
 
-def user_for_token(session: Session, plain: str, *, now: datetime | None = None) -> User | None:
-    """The active user owning this unrevoked, unexpired token, or ``None``; notes its last use."""
+def active_token(session: Session, plain: str, *, now: datetime | None = None) -> ApiToken | None:
+    """This token if it is unrevoked, unexpired and its user active (else ``None``); notes its
+    last use."""
     token = session.scalar(select(ApiToken).where(ApiToken.token_hash == hash_token(plain)))
     now = now or utcnow()
     if token is None or token.revoked_at is not None:
@@ -233,7 +234,13 @@ def user_for_token(session: Session, plain: str, *, now: datetime | None = None)
     if not token.user.is_active:
         return None
     token.last_used_at = now
-    return token.user
+    return token
+
+
+def user_for_token(session: Session, plain: str, *, now: datetime | None = None) -> User | None:
+    """The active user owning this unrevoked, unexpired token, or ``None``; notes its last use."""
+    token = active_token(session, plain, now=now)
+    return token.user if token is not None else None
 
 
 def require_token_user(session: Session, plain: str) -> User:

@@ -63,9 +63,17 @@ class EcgSplits:
         return [("train", self.train), ("val", self.val), ("test", self.test)]
 
 
-def read_record_signal(path: Path, fs: float, lead: int | str = 0) -> np.ndarray:
-    """One lead of a WFDB record at ``fs`` Hz as a ``(1, samples)`` float32 array."""
-    record = resample_record(read_wfdb(path, annotation_extension=None, leads=[lead]), fs)
+def read_record_signal(
+    path: Path, fs: float, lead: int | str = 0, *, require_deidentified: bool = False
+) -> np.ndarray:
+    """One lead of a WFDB record at ``fs`` Hz as a ``(1, samples)`` float32 array.
+
+    ``require_deidentified`` refuses a record whose header comments look like identifiers.
+    """
+    record = read_wfdb(
+        path, annotation_extension=None, leads=[lead], require_deidentified=require_deidentified
+    )
+    record = resample_record(record, fs)
     return np.ascontiguousarray(record.signal.T, dtype=np.float32)
 
 
@@ -76,8 +84,13 @@ def load_rhythm_folder(
     classes: list[str] | None = None,
     n_jobs: int = 2,
     progress: Progress | None = None,
+    require_deidentified: bool = False,
 ) -> EcgSet:
-    """Every record listed in ``folder/REFERENCE.csv``, first lead, resampled to ``fs`` Hz."""
+    """Every record listed in ``folder/REFERENCE.csv``, first lead, resampled to ``fs`` Hz.
+
+    ``require_deidentified`` (``data.require_deidentified``) refuses the folder when any record's
+    header comments look like identifiers (:func:`medsight.io.ecg.read_wfdb`).
+    """
     from joblib import Parallel, delayed
 
     classes = classes or RHYTHM_CLASSES
@@ -89,7 +102,10 @@ def load_rhythm_folder(
     with Parallel(n_jobs=n_jobs) as parallel:
         for start in range(0, len(rows), chunk):
             part = rows[start : start + chunk]
-            signals += parallel(delayed(read_record_signal)(path, fs) for _, _, path in part)
+            signals += parallel(
+                delayed(read_record_signal)(path, fs, require_deidentified=require_deidentified)
+                for _, _, path in part
+            )
             if progress is not None:
                 progress(len(signals), len(rows))
     labels = np.array([classes.index(label) for _, label, _ in rows], dtype=np.int64)

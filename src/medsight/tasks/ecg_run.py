@@ -80,7 +80,12 @@ def run_ecg(
     say = log or logger.info
     folder = check_rhythm_folder(config.data.path)
     check_ecg_model(config.model.name)
-    data = load_rhythm_folder(folder, fs=config.data.fs, progress=on_read)
+    data = load_rhythm_folder(
+        folder,
+        fs=config.data.fs,
+        progress=on_read,
+        require_deidentified=config.data.require_deidentified,
+    )
     splits = split_records(data, config, source=str(folder))
     say(
         f"Data: {folder}: "

@@ -4,6 +4,11 @@
 ``phantom`` (generated, offline), a folder with one subfolder per class, or a
 ``path,label[,patient_id]`` CSV. Sets without official splits are split here, stratified by
 class and grouped by patient.
+
+With ``data.require_deidentified`` every DICOM file of a folder or CSV must be de-identified
+(:func:`medsight.privacy.gate.require_deidentified_dicom`); other formats carry no patient header
+and are accepted (burned-in text in pixels is not detected), as are ``.npz``, MedMNIST and the
+phantom.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
 from medsight.config import ImageDataConfig
 from medsight.data.phantom import make_phantom_splits
 from medsight.errors import ConfigError, DataError
+from medsight.io.dicom import looks_like_dicom, require_deidentified_file
 from medsight.io.images import (
     ImageSet,
     read_image_csv,
@@ -60,7 +66,10 @@ def load_image_splits(config: ImageDataConfig, *, seed: int = 0) -> ImageSplits:
     if official is not None:
         splits = ImageSplits(official["train"], official["val"], official["test"], source, True)
     else:
-        splits = _split(_read_unsplit(spec, config), config, seed, source)
+        data = _read_unsplit(spec, config)
+        if config.require_deidentified:
+            check_deidentified_sources(data)
+        splits = _split(data, config, seed, source)
     if config.image_size is not None:
         for _, image_set in splits.items():
             image_set.images = np.stack(
@@ -100,6 +109,15 @@ def _read_unsplit(spec: str, config: ImageDataConfig) -> ImageSet:
     if path.suffix.lower() == ".csv":
         return read_image_csv(path, size=config.image_size)
     raise DataError(f"{path}: unsupported data source; use a folder, a .csv or a .npz.")
+
+
+def check_deidentified_sources(data: ImageSet) -> None:
+    """Raise :class:`DataError` for the first DICOM file among ``data.sources`` that is not
+    de-identified (headers only; the other formats have none to check)."""
+    for source in data.sources:
+        path = Path(source)
+        if path.is_file() and looks_like_dicom(path):
+            require_deidentified_file(path)
 
 
 def _split(data: ImageSet, config: ImageDataConfig, seed: int, source: str) -> ImageSplits:

@@ -33,6 +33,7 @@ from medsight.evaluate.subgroups import age_bands, subgroup_table
 from medsight.evaluate.thresholds import choose_threshold
 from medsight.explain.tabular import Explanation, explain_pipeline
 from medsight.io.tabular import read_table
+from medsight.privacy.gate import require_deidentified_table
 from medsight.runs import run_name, staged_directory
 from medsight.train.tabular import (
     CrossValidationResult,
@@ -87,7 +88,11 @@ class TabularRunResult:
 
 
 def prepare_table(config: TrainConfig, frame: pd.DataFrame | None = None) -> PreparedTable:
-    """Read (unless given), infer the schema with the config's overrides, report, clean."""
+    """Read (unless given), infer the schema with the config's overrides, report, clean.
+
+    With ``data.require_deidentified`` a table whose cells look like identifiers is refused
+    (:func:`medsight.privacy.gate.require_deidentified_table`).
+    """
     data = config.data
     if data.target is None:
         raise ConfigError("no target column given; set data.target or pass --target.")
@@ -95,6 +100,10 @@ def prepare_table(config: TrainConfig, frame: pd.DataFrame | None = None) -> Pre
         if data.path is None:
             raise ConfigError("no data file given; set data.path or pass --data.")
         frame = read_table(data.path)
+    if data.require_deidentified:
+        where = str(data.path) if data.path is not None else "the table"
+        bare = [data.patient_id] if data.patient_id else []
+        require_deidentified_table(frame, where, bare_columns=bare)
     subgroups = data.subgroups or default_subgroups(frame, data.target)
     schema = infer_schema(
         frame,
