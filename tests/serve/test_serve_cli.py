@@ -73,3 +73,26 @@ def test_admin_password_from_the_environment(
     )
     assert result.exit_code == 2 and "password too short" in result.output
     assert started == []
+
+
+def test_workers_build_their_app_from_the_environment(
+    tmp_path: Path, started: list[dict[str, object]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in ("MEDSIGHT_DATA_DIR", "MEDSIGHT_REQUIRE_DEIDENTIFIED"):
+        monkeypatch.setenv(name, "")  # so the test's end restores the environment the CLI sets
+        monkeypatch.delenv(name)
+    data = tmp_path / "data"
+    args = ["serve", "--data-dir", str(data), "--workers", "2", "--require-deidentified"]
+    result = CliRunner().invoke(_cli(), args)
+    assert result.exit_code == 0, result.output
+    call = started[-1]
+    assert call["app"] == "medsight.serve.app:create_app" and call["factory"] is True
+    assert call["workers"] == 2
+    import os
+
+    from medsight.serve.settings import ServeSettings
+
+    worker_settings = ServeSettings.from_env(os.environ)  # what each worker will build
+    assert worker_settings.store.data_dir == data.resolve()
+    assert worker_settings.require_deidentified is True
+    assert (data / "medsight.db").exists()  # migrated once, before the workers start

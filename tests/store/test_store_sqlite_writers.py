@@ -42,3 +42,24 @@ def test_an_immediate_writer_waits_for_the_other_processes_writer(tmp_path: Path
 
 def test_a_plain_reader_does_not_wait(tmp_path: Path) -> None:
     assert _race(tmp_path, immediate=False) == ["second", "first commits"]
+
+
+def test_service_writers_in_two_processes_take_turns_through_the_lock_file(
+    tmp_path: Path,
+) -> None:
+    from medsight.serve.state import _file_lock
+
+    lock = tmp_path / "medsight.db.write-lock"
+    events: list[str] = []
+
+    def other_worker() -> None:
+        with _file_lock(lock):  # a second open file: as another process would hold it
+            events.append("second writes")
+
+    with _file_lock(lock):
+        thread = threading.Thread(target=other_worker)
+        thread.start()
+        time.sleep(0.3)
+        events.append("first done")
+    thread.join(timeout=10)
+    assert events == ["first done", "second writes"]

@@ -85,16 +85,33 @@ def serve_command(
             "[$MEDSIGHT_REQUIRE_DEIDENTIFIED].",
         ),
     ] = False,
+    workers: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            max=64,
+            help="Worker processes (each loads the models it serves; SQLite writers wait "
+            "for each other). About one per CPU core under load.",
+        ),
+    ] = 1,
 ) -> None:
     """Run the diagnosis-support API (OpenAPI docs at /docs).
 
-    One uvicorn worker (SQLite takes one writer process); uvicorn picks httptools and uvloop
-    when they are installed (``pip install uvicorn[standard]``), which roughly halves its share of
-    each request's time.
+    One worker process by default; ``--workers N`` starts N, each building the app from the
+    environment (the data directory and flags are passed to them there). uvicorn picks httptools
+    and uvloop when they are installed (``pip install uvicorn[standard]``), which roughly halves
+    its share of each request's time.
     """
     with one_line_errors():
         app, settings = _build(host, port, data_dir, require_deidentified)
     import uvicorn
+
+    if workers > 1:  # each worker builds its own app: pass it the settings the flags chose
+        app.state.medsight.close()
+        os.environ["MEDSIGHT_DATA_DIR"] = str(settings.store.data_dir)
+        if settings.require_deidentified:
+            os.environ["MEDSIGHT_REQUIRE_DEIDENTIFIED"] = "true"
+        app = "medsight.serve.app:create_app"
 
     console.print(
         f"medsight serving on http://{settings.host}:{settings.port} "
@@ -107,7 +124,8 @@ def serve_command(
         port=settings.port,
         log_level=log_level,
         access_log=access_log,
-        workers=1,
+        workers=workers,
+        factory=workers > 1,
     )
 
 

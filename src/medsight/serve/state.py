@@ -11,10 +11,16 @@ transaction, so the locks are held only for the few statements of each request.
 from __future__ import annotations
 
 import contextlib
+import os
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+
+try:
+    import fcntl
+except ImportError:  # Windows: SQLite's busy timeout alone
+    fcntl = None  # type: ignore[assignment]
 
 from sqlalchemy import text
 from sqlalchemy.orm import Session
@@ -62,10 +68,25 @@ class ServiceState:
     @contextlib.contextmanager
     def write(self) -> Iterator[Session]:
         """One transaction, committed at the end (rolled back on error). On SQLite it is
-        serialised by a lock within the process and begun IMMEDIATE across processes."""
-        lock = self._write_lock if self.serialise_writes else contextlib.nullcontext()
-        with lock, self.database.transaction(immediate=self.serialise_writes) as session:
+        serialised by a lock within the process and a lock file across worker processes, and
+        begun IMMEDIATE."""
+        if not self.serialise_writes:
+            with self.database.transaction() as session:
+                yield session
+            return
+        with (
+            self._write_lock,
+            _file_lock(self._lock_path),
+            self.database.transaction(immediate=True) as session,
+        ):
             yield session
+
+    @property
+    def _lock_path(self) -> Path | None:
+        database = self.database.url.database
+        if not database or database == ":memory:":
+            return None
+        return Path(database).with_name(Path(database).name + ".write-lock")
 
     def served(self, session: Session, task: str) -> Served:
         """The production version of ``task`` (404 when there is none)."""
@@ -125,3 +146,21 @@ class ServiceState:
     def close(self) -> None:
         if self.owns_database:
             self.database.dispose()
+
+
+@contextlib.contextmanager
+def _file_lock(path: Path | None) -> Iterator[None]:
+    """An exclusive advisory lock on ``path`` for the block (POSIX ``flock``; elsewhere none).
+
+    Hand-written: SQLite's own busy handler makes a waiting writer in another process sleep and
+    poll (1, 2, 5, 10 ... ms), which put 200 ms into the p99 with two workers; ``flock`` wakes
+    the waiter as soon as the lock is released."""
+    if path is None or fcntl is None:
+        yield
+        return
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # closing the descriptor releases the lock
