@@ -124,6 +124,12 @@ class ServiceState:
             self._production.put(task, found)
         return found
 
+    def serves_quick(self, task: str) -> bool:
+        """Whether ``task``'s production model (as last looked up) answers in about a
+        millisecond without an explanation: a tabular model compiled for one row."""
+        found = self._production.get(task)
+        return found is not None and getattr(found[1], "quick", False)
+
     def forget_production(self) -> None:
         """Promotion or rollback here: look the production versions up again."""
         self._production.forget()
