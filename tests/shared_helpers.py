@@ -58,3 +58,23 @@ def write_untrained_ecg_bundle(path: Path, name: str) -> Path:
     }
     EcgBundle.save_network(model, path, metadata)
     return path
+
+
+def write_wfdb(
+    folder: Path, name: str, signal: object, *, fs: int, comments: list[str] | None = None
+) -> Path:
+    """A one-lead WFDB record (16-bit, mV) ``name`` in ``folder``; returns its ``.hea`` path."""
+    import numpy as np
+    import wfdb
+
+    wfdb.wrsamp(
+        name,
+        fs=fs,
+        units=["mV"],
+        sig_name=["I"],
+        p_signal=np.asarray(signal, dtype=float).reshape(-1, 1),
+        fmt=["16"],
+        comments=comments or [],
+        write_dir=str(folder),
+    )
+    return folder / f"{name}.hea"

@@ -7,7 +7,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import wfdb
 from pydicom.data import get_testdata_file
 
 from medsight.errors import DataError
@@ -20,6 +19,7 @@ from medsight.io.dicom import (
 from medsight.io.ecg import read_dicom_ecg, read_ecg, read_wfdb
 from medsight.privacy.dicom_deid import deidentify_paths
 from medsight.privacy.keys import DeidKey
+from shared_helpers import write_wfdb
 
 KEY = DeidKey(b"io-gate-test-key-" + b"k" * 32)
 MARKER = r"Patient Identity Removed \(0012,0062\) is missing"
@@ -91,18 +91,7 @@ def test_dicom_ecg_is_refused_until_deidentified(ecg) -> None:
 
 
 def _wfdb_record(folder: Path, name: str, comments: list[str]) -> Path:
-    signal = np.sin(np.linspace(0, 20, 1000)).reshape(-1, 1)
-    wfdb.wrsamp(
-        name,
-        fs=250,
-        units=["mV"],
-        sig_name=["I"],
-        p_signal=signal,
-        fmt=["16"],
-        comments=comments,
-        write_dir=str(folder),
-    )
-    return folder / f"{name}.hea"
+    return write_wfdb(folder, name, np.sin(np.linspace(0, 20, 1000)), fs=250, comments=comments)
 
 
 def test_wfdb_header_comments_are_checked(tmp_path: Path) -> None:

@@ -9,7 +9,6 @@ import pytest
 
 from medsight.privacy.phi_corpus import (
     DEV_SEED,
-    PHI_TYPES,
     generate_corpus,
     injection_names,
     note_part,
@@ -17,7 +16,7 @@ from medsight.privacy.phi_corpus import (
     write_corpus,
 )
 from medsight.privacy.text_eval import evaluate_text_scrubbing, score_notes
-from medsight.privacy.text_phi import first_names, surnames
+from medsight.privacy.text_phi import PHI_TYPES, first_names, surnames
 from shared_helpers import shared_file
 
 pytestmark = pytest.mark.shared_data

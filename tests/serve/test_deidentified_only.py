@@ -7,7 +7,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import typer
-import wfdb
 from pydicom.data import get_testdata_file
 from serve_helpers import png_bytes
 from typer.testing import CliRunner
@@ -18,6 +17,7 @@ from medsight.privacy.dicom_deid import deidentify_paths
 from medsight.privacy.keys import DeidKey
 from medsight.serve import ServeSettings
 from medsight.serve.inputs import Upload, decode_image, ecg_from_files
+from shared_helpers import write_wfdb
 
 KEY = DeidKey(b"serve-gate-test-key-" + b"k" * 32)
 REFUSED = "upload.dcm: not de-identified: Patient Identity Removed (0012,0062) is missing"
@@ -62,17 +62,7 @@ def test_decode_image_refuses_identified_dicom_only_when_asked(dicoms) -> None:
 
 
 def _wfdb_pair(folder: Path, comments: list[str]) -> list[Upload]:
-    signal = np.sin(np.linspace(0, 60, 3000)).reshape(-1, 1)
-    wfdb.wrsamp(
-        "rec",
-        fs=300,
-        units=["mV"],
-        sig_name=["I"],
-        p_signal=signal,
-        fmt=["16"],
-        comments=comments,
-        write_dir=str(folder),
-    )
+    write_wfdb(folder, "rec", np.sin(np.linspace(0, 60, 3000)), fs=300, comments=comments)
     return [Upload(n, (folder / n).read_bytes()) for n in ("rec.hea", "rec.dat")]
 
 

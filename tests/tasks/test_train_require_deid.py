@@ -7,7 +7,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import wfdb
 from pydicom.data import get_testdata_file
 from typer.testing import CliRunner
 
@@ -29,6 +28,7 @@ from medsight.tasks import ecg_run
 from medsight.tasks.ecg_data import load_rhythm_folder
 from medsight.tasks.image_data import load_image_splits
 from medsight.tasks.tabular import prepare_table
+from shared_helpers import write_wfdb
 
 KEY = DeidKey(b"train-gate-test-key-" + b"k" * 32)
 
@@ -134,17 +134,7 @@ def _rhythm_folder(folder: Path, comments: list[str]) -> Path:
     for label in ("N", "A"):
         for i in range(3):
             name = f"{label}{i}"
-            signal = rng.normal(0, 0.1, (3000, 1))
-            wfdb.wrsamp(
-                name,
-                fs=300,
-                units=["mV"],
-                sig_name=["I"],
-                p_signal=signal,
-                fmt=["16"],
-                comments=comments,
-                write_dir=str(folder),
-            )
+            write_wfdb(folder, name, rng.normal(0, 0.1, 3000), fs=300, comments=comments)
             rows.append(f"{name},{label}")
     (folder / "REFERENCE.csv").write_text("\n".join(rows) + "\n")
     return folder

@@ -49,23 +49,6 @@ DEV_SEED = 1
 HELDOUT_SEED = 0
 PARTS = ("dev", "heldout", "all")
 NAME_LOCALES = ("en_US", "en_GB", "en_IE", "en_NZ", "en_IN")
-PHI_TYPES = (
-    "NAME",
-    "DATE",
-    "AGE",
-    "PHONE",
-    "FAX",
-    "EMAIL",
-    "SSN",
-    "MRN",
-    "ACCOUNT",
-    "ADDRESS",
-    "ZIP",
-    "URL",
-    "IP",
-    "DEVICE",
-    "LICENSE",
-)
 _DATA = Path(__file__).parent / "data"
 _NAME_RE = re.compile(r"^[A-Z][a-z]+(?:['-][A-Z][a-z]+)?$|^Mc[A-Z][a-z]+$|^O'[A-Z][a-z]+$")
 

@@ -17,8 +17,8 @@ from __future__ import annotations
 from collections import Counter
 from pathlib import Path
 
-from medsight.privacy.phi_corpus import HELDOUT_SEED, PHI_TYPES, CorpusNote, generate_corpus
-from medsight.privacy.text_phi import PhiSpan, detect_phi
+from medsight.privacy.phi_corpus import HELDOUT_SEED, CorpusNote, generate_corpus
+from medsight.privacy.text_phi import PHI_TYPES, PhiSpan, detect_phi
 
 
 def _covered(text: str, start: int, end: int, spans: list[PhiSpan], phi_type: str | None) -> bool:
