@@ -12,7 +12,9 @@ request, so this module compiles a fitted medsight pipeline into plain numpy ste
   called on the array as they are;
 - the classifier is the fitted scikit-learn estimator, called on that array, with every random
   forest inside it packed by :func:`medsight.bundle.forests.pack_forests` (all trees walked
-  together; the same per-tree values summed in the same order, so identical probabilities).
+  together; the same per-tree values summed in the same order) and its calibration and soft
+  vote without per-call checks (:mod:`medsight.bundle.lean_calibration`): identical
+  probabilities.
 
 :func:`compile_row_model` returns ``None`` for any step it does not know (a custom pipeline): the
 caller then keeps the scikit-learn path. ``tests/serve/test_serve_fast_path.py`` checks bit-for-bit
@@ -38,6 +40,7 @@ from sklearn.preprocessing import (
 )
 
 from medsight.bundle.forests import pack_forests
+from medsight.bundle.lean_calibration import lean_calibration
 from medsight.data.schema import canonical_category
 from medsight.transforms.tabular import Clipper, MissingValueCoder, to_category_strings
 
@@ -279,6 +282,7 @@ def compile_row_model(pipeline: Pipeline) -> RowModel | None:
     except (Unsupported, AttributeError, TypeError, ValueError, IndexError):
         return None
     pack_forests(classifier)
+    lean_calibration(classifier)
     return RowModel(
         _MissingCodes.of(steps[0]), numeric, numeric_steps, categorical, categories, classifier
     )
