@@ -47,12 +47,15 @@ def retrain_command(
     holdout: Annotated[
         Path | None,
         typer.Option(
-            help="Labelled table, same columns, that neither model trained on: the fairest "
-            "comparison. Without it a stratified fraction of the original data is held out."
+            help="Labelled cases that neither model trained on: the fairest comparison. Tables: "
+            "a table with the same columns (without it a stratified fraction of the original "
+            "data is held out). Images: class folders, a path,label CSV or an .npz (without it "
+            "the original test split)."
         ),
     ] = None,
     holdout_fraction: Annotated[
-        float, typer.Option(help="Share of the original data held out when --holdout is absent.")
+        float,
+        typer.Option(help="Tables: share of the original data held out when --holdout is absent."),
     ] = 0.3,
     auroc_margin: Annotated[
         float, typer.Option(help="Non-inferiority margin of AUROC (challenger - champion).")

@@ -3,6 +3,8 @@
 - :mod:`~medsight.retrain.cases`: the latest verdict per prediction of a task, usable or not.
 - :mod:`~medsight.retrain.holdout`: the fixed-seed stratified held-out split of the original data.
 - :mod:`~medsight.retrain.tabular`: the tabular :class:`Retrainer` (original table + feedback rows).
+- :mod:`~medsight.retrain.image`: the image :class:`Retrainer` (original train split + feedback
+  images, early-stopped on the original val split, compared on the original test split).
 - :mod:`~medsight.retrain.gate`: the decision (DeLong non-inferiority of AUROC, sensitivity margin).
 - :mod:`~medsight.retrain.report`: ``report.html`` and ``comparison.json``.
 - :mod:`~medsight.retrain.run`: :func:`retrain`, the whole loop with the registry and audit log.

@@ -3,8 +3,9 @@
 The orchestration (:mod:`medsight.retrain.run`) is the same for every modality: read feedback,
 train a challenger, score both models on the same held-out cases, gate, register, report. Only
 reading the champion, turning feedback inputs into training cases, training and saving depend on
-the bundle kind; that is the :class:`Retrainer`. Tabular bundles are implemented
-(:mod:`medsight.retrain.tabular`); image and ECG retrainers plug in through the same protocol.
+the bundle kind; that is the :class:`Retrainer`. Tabular and image bundles are
+implemented (:mod:`medsight.retrain.tabular`, :mod:`medsight.retrain.image`); an ECG retrainer
+plugs in through the same protocol.
 """
 
 from __future__ import annotations

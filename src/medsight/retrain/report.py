@@ -27,9 +27,11 @@ COUNT_LABELS = {
     "feedback_confirmed": "  of which confirmed",
     "feedback_corrected": "  of which corrected",
     "training_rows": "Challenger training rows",
+    "validation_rows": "Validation images (early stopping)",
     "holdout_rows": "Held-out comparison cases",
     "holdout_positive": "  of which positive",
     "holdout_excluded_as_feedback": "Held-out rows left out (identical to feedback cases)",
+    "validation_excluded_as_feedback": "Validation images left out (identical to feedback cases)",
     "original_replaced_by_feedback": "Original rows replaced by feedback on the same input",
 }
 

@@ -42,7 +42,17 @@ from medsight.store.permissions import Action, require
 
 log = logging.getLogger(__name__)
 
-RETRAINERS: Final[dict[str, Callable[[], Retrainer]]] = {TabularRetrainer.kind: TabularRetrainer}
+
+def _image_retrainer() -> Retrainer:
+    from medsight.retrain.image import ImageRetrainer  # torch and MONAI only when retraining
+
+    return ImageRetrainer()
+
+
+RETRAINERS: Final[dict[str, Callable[[], Retrainer]]] = {
+    TabularRetrainer.kind: TabularRetrainer,
+    "image-classification": _image_retrainer,  # medsight.bundle.image.TASK (imports torch)
+}
 Stage = Callable[[str], None]
 
 

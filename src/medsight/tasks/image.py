@@ -314,7 +314,7 @@ def _write_run_folder(
 
     final = config.output_dir / run_name(config.name or f"image-{_source_stem(splits.source)}")
     with staged_directory(final) as staging:
-        metadata = _bundle_metadata(config, splits, trained, metrics, positive)
+        metadata = bundle_metadata(config, splits, trained, metrics, positive)
         card = model_card(config, splits, trained, metrics, metadata)
         bundle = ImageBundle.save_model(
             trained.model,
@@ -340,7 +340,7 @@ def _write_run_folder(
     return final
 
 
-def _bundle_metadata(
+def bundle_metadata(
     config: ImageTrainConfig,
     splits: ImageSplits,
     trained: TrainedImageModel,

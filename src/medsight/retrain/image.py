@@ -1,0 +1,458 @@
+"""Retraining an image bundle: the original train split plus feedback images, the champion's recipe.
+
+The champion's training config is found as for tables: ``--config``, else ``config`` in the
+bundle's ``bundle.json`` (written by retraining), else ``config.yaml`` in the run folder the bundle
+was registered from. Its ``data.path`` (or ``--data``) is read again with the run's own splits
+(:func:`~medsight.tasks.image_data.load_image_splits`, same seed): the challenger is trained by
+:func:`~medsight.tasks.image.train_image_model` on the train split plus the feedback images and
+early-stopped on the val split; both models are scored on the original test split (which neither
+trained nor early-stopped on) or on every image of ``--holdout``.
+
+A feedback input is the uploaded file (PNG, JPEG or DICOM), decoded by the service's own decoder
+and fitted to the bundle's input by :meth:`~medsight.bundle.image.ImageBundle.prepare`, exactly as
+at prediction. Images are matched by their pixels (at 8-bit precision): a held-out or validation
+image that is also a feedback case leaves the comparison / early stopping, and an original
+training image with a clinician's verdict is replaced by the feedback case.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+from medsight.bundle.checksum import write_bundle_metadata
+from medsight.bundle.image import BUNDLE_FORMAT, FILES, TASK, ImageBundle
+from medsight.config import ImageTrainConfig, parse_config
+from medsight.errors import ConfigError, DataError
+from medsight.io.images import ImageSet, read_image_csv, read_image_folder, read_medmnist_npz
+from medsight.retrain.base import (
+    DEFAULT_HOLDOUT_FRACTION,
+    Challenge,
+    Champion,
+    FeedbackCase,
+    HeldOut,
+    RetrainOptions,
+    UnusableCase,
+)
+from medsight.runs import staged_directory
+from medsight.tasks.image import bundle_metadata, train_image_model
+from medsight.tasks.image_data import PHANTOM, ImageSplits, check_splits, load_image_splits
+
+THRESHOLD = 0.5  # image bundles decide by the larger probability: 0.5 for two classes
+
+
+@dataclass
+class _Payload:
+    """What saving needs: the scored challenger bundle (a temporary folder) and provenance."""
+
+    scratch: tempfile.TemporaryDirectory[str]
+    folder: Path
+    metadata: dict[str, Any]
+    config: ImageTrainConfig
+    champion: Champion
+    champion_metadata: dict[str, Any]
+
+
+class ImageRetrainer:
+    """The :class:`~medsight.retrain.base.Retrainer` of ``image-classification`` bundles."""
+
+    kind = TASK
+
+    def train(
+        self, champion: Champion, cases: Sequence[FeedbackCase], options: RetrainOptions
+    ) -> Challenge:
+        bundle = ImageBundle.load(champion.folder)
+        classes = bundle.class_names
+        positive = _positive_index(bundle)
+        config, config_source = champion_config(bundle.metadata, champion, options.config)
+        data_path = resolve_data_spec(options.data or config.data.path, config_source)
+        config = config.model_copy(
+            update={"data": config.data.model_copy(update={"path": data_path})}
+        )
+        splits = load_image_splits(config.data, seed=config.seed)
+        _check_like_champion(splits.train, bundle, splits.source)
+        feedback, used, unusable = feedback_images(
+            cases, bundle, require_deidentified=config.data.require_deidentified
+        )
+        keys = {image_key(image) for image in feedback.images}
+        notes: list[str] = []
+
+        if options.holdout is not None:
+            held = read_holdout(options.holdout, bundle, size=config.data.image_size)
+            holdout_source = f"every image of {options.holdout}"
+            notes.append(
+                "The original test split was not used: the comparison is on --holdout, and the "
+                "challenger trains on the original train split as the champion did."
+            )
+        else:
+            held = splits.test
+            holdout_source = (
+                f"the original test split of {splits.source} (neither model trained or "
+                "early-stopped on it)"
+            )
+            if options.holdout_fraction != DEFAULT_HOLDOUT_FRACTION:
+                notes.append(
+                    "--holdout-fraction does not apply to image tasks: the original test split "
+                    "is the held-out set (or pass --holdout)."
+                )
+        held, excluded = _without(held, keys)
+        if excluded:
+            notes.append(
+                f"{excluded} held-out images identical to feedback cases were left out of the "
+                "comparison (the challenger trained on them)."
+            )
+        val, val_excluded = _without(splits.val, keys)
+        if val_excluded:
+            notes.append(
+                f"{val_excluded} validation images identical to feedback cases were left out of "
+                "early stopping (they are training cases now)."
+            )
+        train, replaced = _without(splits.train, keys)
+        if replaced:
+            notes.append(
+                f"{replaced} original training images identical to feedback cases were replaced "
+                "by the feedback (the clinician's label is the newer one)."
+            )
+        if not used:
+            notes.append(
+                "No usable feedback: the challenger is the champion's recipe retrained on the "
+                "original data only."
+            )
+
+        training = concat_sets([train, feedback], classes)
+        challenger_splits = ImageSplits(training, val, held, splits.source, splits.official_splits)
+        check_splits(challenger_splits)
+        y_holdout = (held.labels == positive).astype(int)
+        if min(int(y_holdout.sum()), int(len(y_holdout) - y_holdout.sum())) < 2:
+            raise DataError(
+                f"the held-out set ({holdout_source}) has fewer than 2 images of a class; "
+                "the comparison needs both classes. Pass a larger --holdout."
+            )
+        trained = train_image_model(config, challenger_splits, progress=False)
+        metadata = bundle_metadata(config, challenger_splits, trained, {}, positive)
+        scratch = tempfile.TemporaryDirectory(prefix="medsight-retrain-")
+        folder = Path(scratch.name) / "bundle"
+        challenger = ImageBundle.save_model(
+            trained.model, folder, metadata, parity_inputs=held.images[:16]
+        )
+        held_out = HeldOut(
+            y=y_holdout,
+            champion_probability=bundle.predict_proba(held.images)[:, positive],
+            challenger_probability=challenger.predict_proba(held.images)[:, positive],
+            champion_threshold=THRESHOLD,
+            challenger_threshold=THRESHOLD,
+            groups=held.patient_ids,
+        )
+        counts = {
+            "original_rows": sum(len(s) for _, s in splits.items()),
+            "original_training_rows": len(train),
+            "feedback_used": len(used),
+            "feedback_confirmed": sum(c.verdict == "confirmed" for c in used),
+            "feedback_corrected": sum(c.verdict == "corrected" for c in used),
+            "training_rows": len(training),
+            "validation_rows": len(val),
+            "holdout_rows": len(y_holdout),
+            "holdout_positive": int(y_holdout.sum()),
+            "holdout_excluded_as_feedback": excluded,
+            "validation_excluded_as_feedback": val_excluded,
+            "original_replaced_by_feedback": replaced,
+        }
+        sources = {
+            "config": config_source,
+            "original_data": splits.source,
+            "holdout": holdout_source,
+            "model": _describe_model(config),
+        }
+        payload = _Payload(scratch, folder, challenger.metadata, config, champion, bundle.metadata)
+        return Challenge(held_out, used, unusable, counts, sources, notes, payload)
+
+    def save(self, challenge: Challenge, folder: Path, metadata: dict[str, Any]) -> Path:
+        """Copy the scored challenger's network files and write its ``bundle.json``."""
+        payload: _Payload = challenge.payload
+        base = str(payload.champion_metadata.get("name") or payload.champion.task)
+        counts = challenge.counts
+        full = {
+            **payload.metadata,
+            "name": f"{base.removesuffix('-retrained')}-retrained",
+            "created": datetime.now(UTC).isoformat(timespec="seconds"),
+            "evaluation": (
+                f"held-out comparison with the champion on {counts['holdout_rows']} images "
+                f"({challenge.sources['holdout']})"
+            ),
+            "config": payload.config.model_dump(mode="json"),
+            "retrained_from": {
+                "task": payload.champion.task,
+                "version": payload.champion.version,
+                "name": payload.champion.name,
+            },
+            "feedback": {
+                k: counts[k] for k in ("feedback_used", "feedback_confirmed", "feedback_corrected")
+            },
+            **metadata,
+        }
+        for stale in ("format", "task", "sha256"):  # written afresh for the copied files
+            full.pop(stale, None)
+        folder = Path(folder)
+        with staged_directory(folder) as staging:
+            for name in FILES[1:]:
+                shutil.copy2(payload.folder / name, staging / name)
+            write_bundle_metadata(
+                staging,
+                full,
+                task=TASK,
+                bundle_format=BUNDLE_FORMAT,
+                checksummed=FILES[1:],
+                model_card=_model_card(full, challenge),
+            )
+        payload.scratch.cleanup()
+        return folder
+
+
+# ------------------------------------------------------------------------------ config and data
+
+
+def champion_config(
+    metadata: dict[str, Any], champion: Champion, override: Path | None
+) -> tuple[ImageTrainConfig, str]:
+    """The champion's image training config and where it was found (see the module docstring)."""
+    if override is not None:
+        return _config_file(Path(override)), str(override)
+    recorded = metadata.get("config")
+    if isinstance(recorded, dict):
+        config = parse_config(recorded, source="bundle.json config")
+        return _as_image_config(config), f"bundle.json of {champion.task} v{champion.version}"
+    if champion.registered_from is not None:
+        origin = Path(champion.registered_from)
+        for candidate in (origin.parent / "config.yaml", origin / "config.yaml"):
+            if candidate.is_file():
+                return _config_file(candidate), str(candidate)
+    raise ConfigError(
+        f"cannot find the training config of {champion.task} v{champion.version}: its bundle "
+        "records none and the run folder it was registered from has no config.yaml; pass "
+        "--config with the run's config.yaml."
+    )
+
+
+def _config_file(path: Path) -> ImageTrainConfig:
+    # as for tables: a run folder's config.yaml keeps data.path as it was given at training
+    if not path.is_file():
+        raise ConfigError(f"{path}: config file not found.")
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML ({exc}).") from exc
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping of keys.")
+    return _as_image_config(parse_config(raw, source=str(path)))
+
+
+def _as_image_config(config: object) -> ImageTrainConfig:
+    if not isinstance(config, ImageTrainConfig):
+        raise ConfigError(
+            f"the champion's config is for task {getattr(config, 'task', '?')!r}, not images."
+        )
+    return config
+
+
+def resolve_data_spec(spec: str | Path | None, config_source: str) -> str:
+    """The original images: ``phantom``, ``medmnist:NAME``, or an existing file or folder
+    (absolute, or relative to the working folder or the config's folder)."""
+    if spec is None:
+        raise ConfigError(
+            f"the champion's config ({config_source}) records no data source; pass the original "
+            "images with --data."
+        )
+    text = str(spec)
+    if text == PHANTOM or text.lower().startswith("medmnist:"):
+        return text
+    path = Path(text).expanduser()
+    candidates = [path] if path.is_absolute() else [path, Path(config_source).parent / path]
+    for candidate in candidates:
+        if candidate.exists():
+            return str(candidate.resolve())
+    tried = ", ".join(str(c) for c in candidates)
+    raise ConfigError(
+        f"the original training images {path} were not found (tried {tried}); pass their "
+        "current location with --data."
+    )
+
+
+def _positive_index(bundle: ImageBundle) -> int:
+    positive = bundle.metadata.get("positive_class")
+    if len(bundle.class_names) != 2 or positive not in bundle.class_names:
+        raise ConfigError(
+            f"the champion has classes {bundle.class_names} and no positive class; the "
+            "retraining gate (AUROC and sensitivity) needs a two-class model."
+        )
+    return bundle.class_names.index(positive)
+
+
+def _check_like_champion(images: ImageSet, bundle: ImageBundle, where: str) -> None:
+    if images.class_names != bundle.class_names:
+        raise DataError(
+            f"{where}: classes {images.class_names} differ from the champion's "
+            f"{bundle.class_names}; is this the data it was trained on?"
+        )
+    if images.image_shape != bundle.input_shape:
+        raise DataError(
+            f"{where}: images of shape {images.image_shape}, the champion takes "
+            f"{bundle.input_shape}; is this the data it was trained on?"
+        )
+
+
+def read_holdout(path: Path, bundle: ImageBundle, *, size: int | None) -> ImageSet:
+    """Every image of a labelled source (class folders, ``path,label`` CSV, or a ``.npz`` whose
+    splits are all held out), fitted to the champion's input and class order."""
+    path = Path(path)
+    if path.suffix.lower() == ".npz":
+        sets = list(read_medmnist_npz(path, class_names=bundle.class_names).values())
+        read = concat_sets(sets, bundle.class_names)
+    elif path.is_dir():
+        read = read_image_folder(path, size=size)
+    elif path.suffix.lower() == ".csv":
+        read = read_image_csv(path, size=size)
+    else:
+        raise DataError(
+            f"{path}: a held-out image set is a folder of class folders, a path,label CSV or a "
+            ".npz."
+        )
+    unknown = sorted(set(read.class_names) - set(bundle.class_names))
+    if unknown:
+        raise DataError(f"{path}: classes {unknown} are not the model's {bundle.class_names}.")
+    order = np.array([bundle.class_names.index(name) for name in read.class_names])
+    images = [
+        bundle.prepare(image, f"{path}: {source}")[0]
+        for image, source in zip(read.images, read.sources, strict=True)
+    ]
+    return ImageSet(
+        np.stack(images),
+        order[read.labels],
+        bundle.class_names,
+        read.sources,
+        read.patient_ids,
+    )
+
+
+# ------------------------------------------------------------------------------ feedback
+
+
+def feedback_images(
+    cases: Sequence[FeedbackCase], bundle: ImageBundle, *, require_deidentified: bool = False
+) -> tuple[ImageSet, list[FeedbackCase], list[UnusableCase]]:
+    """The usable cases' images (prepared as at prediction) and labels, those cases, and the
+    unusable ones with the reason."""
+    from medsight.serve.inputs import decode_image
+    from medsight.serve.settings import ServeSettings
+
+    # the service's own upload limit, so retraining accepts what prediction accepted
+    max_pixels = int(ServeSettings.model_fields["max_image_pixels"].default)
+    classes = bundle.class_names
+    images: list[np.ndarray] = []
+    labels: list[int] = []
+    used: list[FeedbackCase] = []
+    unusable: list[UnusableCase] = []
+    for case in cases:
+        where = f"prediction {case.prediction_id}"
+        try:
+            label = _class_of(case.label, classes)
+            image, _ = decode_image(
+                case.raw_input, max_pixels=max_pixels, require_deidentified=require_deidentified
+            )
+            prepared, _ = bundle.prepare(image, where)
+        except DataError as exc:
+            unusable.append(UnusableCase(case.prediction_id, case.feedback_id, str(exc)))
+            continue
+        images.append(prepared)
+        labels.append(classes.index(label))
+        used.append(replace(case, label=label))
+    shape = bundle.input_shape
+    stacked = np.stack(images) if images else np.zeros((0, *shape), np.float32)
+    sources = [f"feedback on prediction {c.prediction_id}" for c in used]
+    return ImageSet(stacked, np.array(labels, np.int64), classes, sources), used, unusable
+
+
+def _class_of(label: str, classes: list[str]) -> str:
+    if label in classes:
+        return label
+    folded = {name.strip().casefold(): name for name in classes}
+    found = folded.get(str(label).strip().casefold())
+    if found is None:
+        raise DataError(f"label {label!r} is not one of the classes {classes}")
+    return found
+
+
+def image_key(image: np.ndarray) -> str:
+    """A digest of an image's pixels at 8-bit precision: equal for the same picture whether it
+    was read from the data set or decoded from an uploaded PNG of it."""
+    pixels = np.round(np.clip(image, 0.0, 1.0) * 255.0).astype(np.uint8)
+    return hashlib.sha256(repr(pixels.shape).encode() + pixels.tobytes()).hexdigest()
+
+
+def _without(images: ImageSet, keys: set[str]) -> tuple[ImageSet, int]:
+    """``images`` less those whose pixels match ``keys``, and how many were left out."""
+    if not keys or len(images) == 0:
+        return images, 0
+    keep = np.array([image_key(image) not in keys for image in images.images])
+    return images.subset(np.flatnonzero(keep)), int((~keep).sum())
+
+
+def concat_sets(sets: Sequence[ImageSet], class_names: list[str]) -> ImageSet:
+    """One set of ``sets`` in order; patient ids kept when any set has them (the sources stand
+    in for the others')."""
+    parts = [s for s in sets if len(s)]
+    if not parts:
+        raise DataError("no images to train on.")
+    ids = None
+    if any(s.patient_ids is not None for s in parts):
+        ids = np.concatenate(
+            [
+                np.asarray(s.patient_ids if s.patient_ids is not None else s.sources, dtype=str)
+                for s in parts
+            ]
+        )
+    return ImageSet(
+        np.concatenate([s.images for s in parts]),
+        np.concatenate([s.labels for s in parts]),
+        list(class_names),
+        [source for s in parts for source in s.sources],
+        ids,
+    )
+
+
+# ------------------------------------------------------------------------------ reporting
+
+
+def _describe_model(config: ImageTrainConfig) -> str:
+    members = config.model.ensemble
+    return f"{members} x {config.model.name}" if members > 1 else config.model.name
+
+
+def _model_card(metadata: dict[str, Any], challenge: Challenge) -> str:
+    origin = metadata["retrained_from"]
+    counts = challenge.counts
+    lines = [
+        f"# {metadata['name']}",
+        "",
+        f"Challenger retrained from {origin['task']} v{origin['version']} ({origin['name']}) "
+        f"with the same recipe ({challenge.sources['model']}).",
+        "",
+        f"- Training images: {counts['training_rows']} ({counts['original_training_rows']} "
+        f"original, {counts['feedback_used']} clinician feedback cases: "
+        f"{counts['feedback_confirmed']} confirmed, {counts['feedback_corrected']} corrected)",
+        f"- Early stopping on {counts['validation_rows']} original validation images",
+        f"- Compared with the champion on {counts['holdout_rows']} held-out images: "
+        f"{challenge.sources['holdout']}",
+        "",
+        "Metrics in bundle.json are from that held-out comparison.",
+    ]
+    lines += [f"\nNote: {note}" for note in challenge.notes]
+    return "\n".join(lines) + "\n"
