@@ -4,6 +4,10 @@
 # 'postgres' system user (PostgreSQL refuses to run as root) from a fresh data folder in /tmp.
 set -euo pipefail
 PORT="${MEDSIGHT_CI_PG_PORT:-54329}"
+port_busy() { python3 -c "import socket,sys; s=socket.socket(); sys.exit(s.connect_ex(('127.0.0.1', $1)) != 0)"; }
+if port_busy "$PORT"; then  # e.g. a server left by an earlier run on this machine: use a free port
+  PORT="$(python3 -c "import socket; s=socket.socket(); s.bind(('127.0.0.1', 0)); print(s.getsockname()[1])")"
+fi
 
 find_bin() {
   command -v "$1" 2>/dev/null && return
