@@ -12,7 +12,8 @@ from medsight.serve.auth import client_source
 from medsight.serve.errors import BEARER_CHALLENGE
 from medsight.serve.schemas import Health, Readiness, TokenRequest, TokenResponse
 from medsight.serve.state import ServiceState
-from medsight.store.users import authenticate, create_api_token
+from medsight.serve.throttle import LoginThrottled, attempt_login
+from medsight.store.users import create_api_token
 
 router = APIRouter(prefix="/v1")
 
@@ -21,7 +22,10 @@ router = APIRouter(prefix="/v1")
     "/auth/token",
     response_model=TokenResponse,
     tags=["auth"],
-    responses={401: {"description": "Wrong username or password."}},
+    responses={
+        401: {"description": "Wrong username or password."},
+        429: {"description": "Too many failed sign-ins for this username from this address."},
+    },
 )
 def login(request: Request, body: TokenRequest) -> TokenResponse | JSONResponse:
     """Exchange a username and password for a new API token (shown once; the login is audited)."""
@@ -29,7 +33,8 @@ def login(request: Request, body: TokenRequest) -> TokenResponse | JSONResponse:
     source = client_source(request)
     expires = timedelta(days=body.expires_in_days) if body.expires_in_days else None
     with state.write() as session:
-        user = authenticate(session, body.username, body.password, source=source)
+        attempt = attempt_login(state.logins, session, body.username, body.password, source=source)
+        user = attempt.user
         if user is not None:
             token, plain = create_api_token(
                 session, user, body.token_name, actor=user, source=source, expires_in=expires
@@ -40,7 +45,15 @@ def login(request: Request, body: TokenRequest) -> TokenResponse | JSONResponse:
                 role=str(user.role),
                 expires_at=token.expires_at,
             )
-    if user is None:  # answered after the commit, so the failed login stays in the audit log
+    # answered after the commit, so the refused or failed login stays in the audit log
+    if attempt.retry_after > 0:
+        wait = max(1, round(attempt.retry_after))
+        return JSONResponse(
+            {"detail": str(LoginThrottled(wait))},
+            status_code=429,
+            headers={"Retry-After": str(wait)},
+        )
+    if user is None:
         return JSONResponse(
             {"detail": "wrong username or password."}, status_code=401, headers=BEARER_CHALLENGE
         )

@@ -1,6 +1,7 @@
 """Browser sign-in for the clinician web page: a session is an API token held in a cookie.
 
-Signing in (username and password through :func:`medsight.store.users.authenticate`, audited)
+Signing in (username and password through :func:`medsight.store.users.authenticate` behind the
+lockout of :mod:`medsight.serve.throttle`, audited)
 creates an API token named ``web session`` that expires after :data:`SESSION_LIFETIME`; its plain
 value goes into an HttpOnly, SameSite=Strict cookie (Secure over https) and only its hash is
 stored. Signing out revokes the token. A session is checked exactly like an API token, so a
@@ -24,10 +25,11 @@ from sqlalchemy import select
 
 from medsight.serve.auth import Caller, client_source
 from medsight.serve.state import ServiceState
+from medsight.serve.throttle import attempt_login
 from medsight.store.auth import hash_token
 from medsight.store.errors import PermissionDenied
 from medsight.store.models import ApiToken
-from medsight.store.users import authenticate, create_api_token, revoke_api_token, user_for_token
+from medsight.store.users import create_api_token, revoke_api_token, user_for_token
 
 SESSION_COOKIE: Final = "medsight_session"
 LOGIN_CSRF_COOKIE: Final = "medsight_login_csrf"
@@ -78,14 +80,21 @@ def new_login_csrf() -> str:
 
 def sign_in(state: ServiceState, username: str, password: str, *, source: str) -> str | None:
     """A new session token for this username and password, or ``None`` (the attempt is audited
-    either way: the failed login is committed before the caller answers)."""
+    either way: the failed login is committed before the caller answers). Raises
+    :class:`~medsight.serve.throttle.LoginThrottled` after too many failures."""
+    plain = None
     with state.write() as session:
-        user = authenticate(session, username, password, source=source)
-        if user is None:
-            return None
-        _, plain = create_api_token(
-            session, user, SESSION_NAME, actor=user, source=source, expires_in=SESSION_LIFETIME
-        )
+        attempt = attempt_login(state.logins, session, username, password, source=source)
+        if attempt.user is not None:
+            _, plain = create_api_token(
+                session,
+                attempt.user,
+                SESSION_NAME,
+                actor=attempt.user,
+                source=source,
+                expires_in=SESSION_LIFETIME,
+            )
+    attempt.raise_if_throttled()
     return plain
 
 

@@ -49,6 +49,10 @@ class ServeSettings(BaseModel):
     cache_seconds: float = Field(default=2.0, ge=0, le=300)
     """How long the service may reuse a checked API token and the production-version lookup
     (0: check the database on every request)"""
+    login_max_failures: int = Field(default=5, ge=1, le=1000)
+    """Failed sign-ins for one username from one address, within 15 minutes, before a lockout"""
+    login_lockout_seconds: float = Field(default=900.0, ge=0, le=86_400)
+    """How long such a pair is refused without a password check (0: no lockout)"""
 
     @classmethod
     def from_env(
@@ -64,6 +68,8 @@ class ServeSettings(BaseModel):
             ("MEDSIGHT_MAX_JSON_BYTES", "max_json_bytes"),
             ("MEDSIGHT_REQUIRE_DEIDENTIFIED", "require_deidentified"),
             ("MEDSIGHT_CACHE_SECONDS", "cache_seconds"),
+            ("MEDSIGHT_LOGIN_MAX_FAILURES", "login_max_failures"),
+            ("MEDSIGHT_LOGIN_LOCKOUT_SECONDS", "login_lockout_seconds"),
         ):
             if env.get(name):
                 values[key] = env[name]

@@ -30,6 +30,7 @@ from medsight.serve.errors import NoProductionModelError
 from medsight.serve.predictors import Predictor, PredictorCache, Served
 from medsight.serve.recent import CheckedTokens, Recent
 from medsight.serve.settings import ServeSettings
+from medsight.serve.throttle import LoginThrottle
 from medsight.store.database import Database
 
 
@@ -44,10 +45,14 @@ class ServiceState:
     owns_database: bool = False
     _write_lock: threading.Lock = field(default_factory=threading.Lock)
     tokens: CheckedTokens = field(init=False)
+    logins: LoginThrottle = field(init=False)
     _production: Recent[tuple[Served, Predictor]] = field(init=False)
 
     def __post_init__(self) -> None:
         self.tokens = CheckedTokens(self.settings.cache_seconds)
+        self.logins = LoginThrottle(
+            self.settings.login_max_failures, lockout_seconds=self.settings.login_lockout_seconds
+        )
         self._production = Recent(self.settings.cache_seconds)
 
     @property

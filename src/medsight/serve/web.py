@@ -48,6 +48,7 @@ from medsight.serve.routes_cases import MAX_ID
 from medsight.serve.routes_predict import Body, predict_case
 from medsight.serve.schemas import Explanation
 from medsight.serve.state import ServiceState
+from medsight.serve.throttle import LoginThrottled
 from medsight.store import records
 from medsight.store.errors import NotFoundError, PermissionDenied
 from medsight.store.models import ModelVersion, Prediction, Stage, User
@@ -206,9 +207,14 @@ async def login(request: Request) -> Response:
         return _login_form(
             request, error="Enter your username and password.", username=username, status=400
         )
-    token = await run_in_threadpool(
-        sessions.sign_in, _state(request), username, password, source=client_source(request)
-    )
+    try:
+        token = await run_in_threadpool(
+            sessions.sign_in, _state(request), username, password, source=client_source(request)
+        )
+    except LoginThrottled as exc:
+        response = _login_form(request, error=str(exc), username=username, status=429)
+        response.headers["Retry-After"] = str(exc.retry_after)
+        return response
     if token is None:
         return _login_form(
             request, error="Wrong username or password.", username=username, status=401
