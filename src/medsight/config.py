@@ -139,6 +139,7 @@ class EngineSettings(_Strict):
     patience: int | None = Field(50, ge=1)
     class_balance: Literal["none", "weights", "sampler"] = "none"
     label_smoothing: float = Field(0.0, ge=0.0, lt=1.0)
+    mixup_alpha: float | None = Field(None, ge=0.0, le=10.0)  # None or 0: no mixup
     grad_clip: float | None = Field(None, gt=0.0)
     # auto: autocast on CUDA only; native: also bf16 on a CPU with native bf16 (fp32 elsewhere);
     # on: bf16 on the CPU or an error where the CPU lacks it; off: fp32 everywhere

@@ -24,6 +24,7 @@ from medsight.train.engine import (
     class_weights,
     cpu_has_native_bf16,
     dataset_labels,
+    epoch_seed,
     macro_auroc,
     warmup_cosine,
 )
@@ -221,6 +222,7 @@ def test_bad_inputs_raise_clear_errors(tmp_path: Path) -> None:
         ("seed", -1),
         ("ema_decay", 1.0),
         ("ema_decay", 0.0),
+        ("mixup_alpha", -0.5),
     ],
 )
 def test_invalid_config_values(field: str, value: object) -> None:
@@ -269,6 +271,41 @@ def test_ema_keeps_the_moving_average_of_the_raw_trajectory() -> None:
     for name, tensor in expected.items():
         torch.testing.assert_close(kept[name].detach(), tensor, rtol=0, atol=1e-6)
         assert not torch.allclose(kept[name], steps[-1][name]), name
+
+
+def test_mixup_trains_on_blends_of_example_pairs_weighted_from_beta() -> None:
+    """Every image the network trains on is lam * a + (1 - lam) * b for two training images,
+    with lam the Beta(alpha, alpha) draw of the (seed, epoch, rank) generator."""
+    x, y = toy_arrays(16, 1)
+    seen: list[torch.Tensor] = []
+
+    def capture(module: nn.Module, inputs: tuple[torch.Tensor]) -> None:
+        if module.training:
+            seen.append(inputs[0].detach().clone())
+
+    mixing = config(epochs=1, batch_size=16, mixup_alpha=0.4, seed=4)
+    trainer = Trainer(tiny_cnn(seed=3), mixing)
+    trainer.model.register_forward_pre_hook(capture)
+    trainer.fit(TensorDataset(x, y), toy(32, 2))
+    assert len(seen) == 1
+    lam = np.random.default_rng(epoch_seed(4, 1, 0, 1)).beta(0.4, 0.4)  # seed 4, epoch 1, rank 0
+    assert 0.05 < lam < 0.95  # a real blend for this seed, so the check below can fail
+    flat = x.reshape(16, -1).double()
+    blends = lam * flat[:, None] + (1 - lam) * flat[None, :]  # every ordered pair (a, b)
+    trained = seen[0].reshape(16, -1).double()
+    distance = (trained[:, None, None] - blends[None]).abs().amax(-1)  # (16, 16, 16)
+    assert distance.flatten(1).amin(1).max() < 1e-5
+    assert (trained[:, None] - flat[None]).abs().amax(-1).amin(1).min() > 0.1  # none unmixed
+
+    again = Trainer(tiny_cnn(seed=3), config(epochs=2, batch_size=16, mixup_alpha=0.4))
+    twice = Trainer(tiny_cnn(seed=3), config(epochs=2, batch_size=16, mixup_alpha=0.4))
+    plain = Trainer(tiny_cnn(seed=3), config(epochs=2, batch_size=16))
+    for t in (again, twice, plain):
+        t.fit(TensorDataset(x, y), toy(32, 2))
+    for name, tensor in again.model.state_dict().items():
+        assert torch.equal(tensor, twice.model.state_dict()[name]), name
+    mixed, unmixed = again.model.state_dict(), plain.model.state_dict()
+    assert any(not torch.equal(mixed[k], unmixed[k]) for k in mixed)
 
 
 @pytest.mark.skipif(not cpu_has_native_bf16(), reason="this CPU has no native bf16")

@@ -100,6 +100,9 @@ class EngineConfig:
     monitor: Literal["auroc", "loss"] = "auroc"  # -val_loss when AUROC is undefined
     class_balance: Literal["none", "weights", "sampler"] = "weights"
     label_smoothing: float = 0.0
+    # mixup (Zhang et al. 2018): each batch is blended with a shuffled copy of itself with a weight
+    # drawn from Beta(alpha, alpha), and the loss blended the same way; None or 0: off
+    mixup_alpha: float | None = None
     grad_clip: float | None = None  # max global gradient norm
     # "auto": bf16 (or fp16 + GradScaler) autocast on CUDA; "native" also autocasts bf16 on a CPU
     # with native bf16 (AVX512-BF16/AMX; about 1.6x faster there) and stays float32 on other
@@ -141,6 +144,11 @@ class EngineConfig:
         )
         need(0 <= self.label_smoothing < 1, "label_smoothing", "must be in [0, 1)")
         need(self.grad_clip is None or self.grad_clip > 0, "grad_clip", "must be None or > 0")
+        need(
+            self.mixup_alpha is None or 0 <= self.mixup_alpha <= 10,
+            "mixup_alpha",
+            "must be None or in [0, 10]",
+        )
         need(
             self.amp in ("auto", "native", "on", "off"),
             "amp",
@@ -612,6 +620,24 @@ class Trainer:
             progress.close()
         return self._finish(run, monitored)
 
+    def _mixup(self, epoch: int) -> Callable[..., torch.Tensor] | None:
+        """The mixed loss of a batch for this epoch (None without mixup); its draws come from a
+        generator keyed by (seed, epoch, rank), so a resumed run mixes the same way."""
+        alpha = self.config.mixup_alpha
+        if not alpha:
+            return None
+        rng = np.random.default_rng(epoch_seed(self.config.seed, epoch, self.ctx.rank, 1))
+
+        def mixed_loss(
+            net: nn.Module, criterion: LossFn, x: torch.Tensor, y: torch.Tensor
+        ) -> torch.Tensor:
+            lam = float(rng.beta(alpha, alpha))
+            order = torch.as_tensor(rng.permutation(x.shape[0]), device=x.device)
+            logits = net(lam * x + (1.0 - lam) * x[order])
+            return lam * criterion(logits, y) + (1.0 - lam) * criterion(logits, y[order])
+
+        return mixed_loss
+
     def _train_epoch(
         self,
         net: nn.Module,
@@ -633,11 +659,12 @@ class Trainer:
         seen = 0
         last_update = time.monotonic()
         start = time.perf_counter()
+        mix = self._mixup(epoch)
         for step, (x, y) in enumerate(loader, start=1):
             x = x.to(device, non_blocking=non_blocking)
             y = y.to(device, dtype=torch.long, non_blocking=non_blocking)
             with self._autocast():
-                loss = criterion(net(x), y)
+                loss = criterion(net(x), y) if mix is None else mix(net, criterion, x, y)
             optimizer.zero_grad(set_to_none=True)
             if use_scaler:
                 scaler.scale(loss).backward()
