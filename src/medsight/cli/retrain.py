@@ -34,7 +34,10 @@ def retrain_command(
     ],
     data: Annotated[
         Path | None,
-        typer.Option(help="Original training table (default: the path in the champion's config)."),
+        typer.Option(
+            help="Original training data: a table, images or an ECG records folder (default: "
+            "the path in the champion's config)."
+        ),
     ] = None,
     config: Annotated[
         Path | None,
@@ -126,7 +129,7 @@ def retrain_command(
 
 def print_outcome(console: Console, outcome: RetrainOutcome) -> None:
     """Counts, both models' held-out figures, DeLong, the decision with reasons, the report."""
-    from medsight.retrain.report import headline
+    from medsight.retrain.report import headline, operating_point
 
     counts, decision = outcome.counts, outcome.decision
     console.print(
@@ -144,7 +147,8 @@ def print_outcome(console: Console, outcome: RetrainOutcome) -> None:
         ("challenger", decision.threshold_challenger),
     ):
         metrics = outcome.metrics[name.split()[0]]
-        table.add_row(name, str(metrics["auroc"]), str(metrics["sensitivity"]), f"{threshold:.3f}")
+        point = operating_point(threshold).removeprefix("threshold ")
+        table.add_row(name, str(metrics["auroc"]), str(metrics["sensitivity"]), point)
     console.print(table)
     console.print(
         f"DeLong: AUROC difference {decision.auroc_difference:+.3f}, one-sided "

@@ -5,6 +5,9 @@
 - :mod:`~medsight.retrain.tabular`: the tabular :class:`Retrainer` (original table + feedback rows).
 - :mod:`~medsight.retrain.image`: the image :class:`Retrainer` (original train split + feedback
   images, early-stopped on the original val split, compared on the original test split).
+- :mod:`~medsight.retrain.ecg`: the ECG rhythm :class:`Retrainer` (original train split + feedback
+  records; one class against the rest, decided by the most probable class).
+- :mod:`~medsight.retrain.recipe`: the champion's training config and original data, found again.
 - :mod:`~medsight.retrain.gate`: the decision (DeLong non-inferiority of AUROC, sensitivity margin).
 - :mod:`~medsight.retrain.report`: ``report.html`` and ``comparison.json``.
 - :mod:`~medsight.retrain.run`: :func:`retrain`, the whole loop with the registry and audit log.

@@ -3,9 +3,9 @@
 The orchestration (:mod:`medsight.retrain.run`) is the same for every modality: read feedback,
 train a challenger, score both models on the same held-out cases, gate, register, report. Only
 reading the champion, turning feedback inputs into training cases, training and saving depend on
-the bundle kind; that is the :class:`Retrainer`. Tabular and image bundles are
-implemented (:mod:`medsight.retrain.tabular`, :mod:`medsight.retrain.image`); an ECG retrainer
-plugs in through the same protocol.
+the bundle kind; that is the :class:`Retrainer`. Tabular, image and ECG rhythm bundles are
+implemented (:mod:`medsight.retrain.tabular`, :mod:`medsight.retrain.image`,
+:mod:`medsight.retrain.ecg`).
 """
 
 from __future__ import annotations
@@ -89,13 +89,17 @@ class RetrainOptions:
 
 @dataclass
 class HeldOut:
-    """Both models' probabilities of the positive class on the same held-out cases."""
+    """Both models' probabilities of the positive class on the same held-out cases.
+
+    A threshold is a number, or one per case when a model's decision is not a fixed cut-off of
+    the positive probability (a multi-class model's argmax: the largest other probability).
+    """
 
     y: np.ndarray
     champion_probability: np.ndarray
     challenger_probability: np.ndarray
-    champion_threshold: float
-    challenger_threshold: float
+    champion_threshold: float | np.ndarray
+    challenger_threshold: float | np.ndarray
     groups: np.ndarray | None = None
 
 

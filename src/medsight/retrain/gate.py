@@ -8,7 +8,11 @@ Two conditions, both required:
 - **Sensitivity** of the challenger at its own threshold must not be lower than the champion's
   (at the champion's threshold) by more than ``sensitivity_margin``.
 
-:func:`decide` is a pure function of labels, probabilities and thresholds.
+:func:`decide` is a pure function of labels, probabilities and thresholds. A threshold is a number
+or one per case: a per-case threshold expresses a decision that is not a fixed cut-off of the
+positive probability (a multi-class model predicts the positive class when it is the most probable
+one, i.e. when its probability reaches the largest other one); the decision then records NaN as
+the threshold.
 """
 
 from __future__ import annotations
@@ -87,11 +91,14 @@ def decide(
     champion_probability: ArrayLike,
     challenger_probability: ArrayLike,
     *,
-    champion_threshold: float,
-    challenger_threshold: float,
+    champion_threshold: float | ArrayLike,
+    challenger_threshold: float | ArrayLike,
     settings: GateSettings | None = None,
 ) -> GateDecision:
-    """Compare challenger with champion on the same labelled cases and decide promotion."""
+    """Compare challenger with champion on the same labelled cases and decide promotion.
+
+    Each threshold is a number or one per case (see the module docstring).
+    """
     settings = settings or GateSettings()
     y = np.asarray(y_true)
     # delong_test's two-sided (1 - 2 alpha) interval has the one-sided (1 - alpha) lower bound.
@@ -126,13 +133,19 @@ def decide(
         sensitivity_champion=float(sens_champion),
         sensitivity_challenger=float(sens_challenger),
         sensitivity_difference=float(sens_difference),
-        threshold_champion=float(champion_threshold),
-        threshold_challenger=float(challenger_threshold),
+        threshold_champion=_threshold_figure(champion_threshold),
+        threshold_challenger=_threshold_figure(challenger_threshold),
         auroc_margin=settings.auroc_margin,
         sensitivity_margin=settings.sensitivity_margin,
         alpha=settings.alpha,
         reasons=reasons,
     )
+
+
+def _threshold_figure(threshold: float | ArrayLike) -> float:
+    """A single threshold as a number; NaN for one threshold per case (no single cut-off)."""
+    value = np.asarray(threshold, dtype=float)
+    return float(value) if value.ndim == 0 else math.nan
 
 
 def _noninferiority_p(difference: float, se: float, margin: float) -> float:

@@ -27,11 +27,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import yaml
 
 from medsight.bundle.checksum import write_bundle_metadata
 from medsight.bundle.image import BUNDLE_FORMAT, FILES, TASK, ImageBundle
-from medsight.config import ImageTrainConfig, parse_config
+from medsight.config import ImageTrainConfig
 from medsight.errors import ConfigError, DataError
 from medsight.io.images import ImageSet, read_image_csv, read_image_folder, read_medmnist_npz
 from medsight.retrain.base import (
@@ -43,6 +42,7 @@ from medsight.retrain.base import (
     RetrainOptions,
     UnusableCase,
 )
+from medsight.retrain.recipe import champion_config, locate_original
 from medsight.runs import staged_directory
 from medsight.tasks.image import bundle_metadata, train_image_model
 from medsight.tasks.image_data import PHANTOM, ImageSplits, check_splits, load_image_splits
@@ -73,7 +73,9 @@ class ImageRetrainer:
         bundle = ImageBundle.load(champion.folder)
         classes = bundle.class_names
         positive = _positive_index(bundle)
-        config, config_source = champion_config(bundle.metadata, champion, options.config)
+        config, config_source = champion_config(
+            bundle.metadata, champion, options.config, ImageTrainConfig, "images"
+        )
         data_path = resolve_data_spec(options.data or config.data.path, config_source)
         config = config.model_copy(
             update={"data": config.data.model_copy(update={"path": data_path})}
@@ -220,70 +222,11 @@ class ImageRetrainer:
 # ------------------------------------------------------------------------------ config and data
 
 
-def champion_config(
-    metadata: dict[str, Any], champion: Champion, override: Path | None
-) -> tuple[ImageTrainConfig, str]:
-    """The champion's image training config and where it was found (see the module docstring)."""
-    if override is not None:
-        return _config_file(Path(override)), str(override)
-    recorded = metadata.get("config")
-    if isinstance(recorded, dict):
-        config = parse_config(recorded, source="bundle.json config")
-        return _as_image_config(config), f"bundle.json of {champion.task} v{champion.version}"
-    if champion.registered_from is not None:
-        origin = Path(champion.registered_from)
-        for candidate in (origin.parent / "config.yaml", origin / "config.yaml"):
-            if candidate.is_file():
-                return _config_file(candidate), str(candidate)
-    raise ConfigError(
-        f"cannot find the training config of {champion.task} v{champion.version}: its bundle "
-        "records none and the run folder it was registered from has no config.yaml; pass "
-        "--config with the run's config.yaml."
-    )
-
-
-def _config_file(path: Path) -> ImageTrainConfig:
-    # as for tables: a run folder's config.yaml keeps data.path as it was given at training
-    if not path.is_file():
-        raise ConfigError(f"{path}: config file not found.")
-    try:
-        raw = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML ({exc}).") from exc
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{path}: the top level must be a mapping of keys.")
-    return _as_image_config(parse_config(raw, source=str(path)))
-
-
-def _as_image_config(config: object) -> ImageTrainConfig:
-    if not isinstance(config, ImageTrainConfig):
-        raise ConfigError(
-            f"the champion's config is for task {getattr(config, 'task', '?')!r}, not images."
-        )
-    return config
-
-
 def resolve_data_spec(spec: str | Path | None, config_source: str) -> str:
-    """The original images: ``phantom``, ``medmnist:NAME``, or an existing file or folder
-    (absolute, or relative to the working folder or the config's folder)."""
-    if spec is None:
-        raise ConfigError(
-            f"the champion's config ({config_source}) records no data source; pass the original "
-            "images with --data."
-        )
-    text = str(spec)
-    if text == PHANTOM or text.lower().startswith("medmnist:"):
-        return text
-    path = Path(text).expanduser()
-    candidates = [path] if path.is_absolute() else [path, Path(config_source).parent / path]
-    for candidate in candidates:
-        if candidate.exists():
-            return str(candidate.resolve())
-    tried = ", ".join(str(c) for c in candidates)
-    raise ConfigError(
-        f"the original training images {path} were not found (tried {tried}); pass their "
-        "current location with --data."
-    )
+    """The original images: ``phantom``, ``medmnist:NAME``, or an existing file or folder."""
+    if spec is not None and (str(spec) == PHANTOM or str(spec).lower().startswith("medmnist:")):
+        return str(spec)
+    return str(locate_original(spec, config_source, what="training images"))
 
 
 def _positive_index(bundle: ImageBundle) -> int:

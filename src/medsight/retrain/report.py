@@ -27,13 +27,18 @@ COUNT_LABELS = {
     "feedback_confirmed": "  of which confirmed",
     "feedback_corrected": "  of which corrected",
     "training_rows": "Challenger training rows",
-    "validation_rows": "Validation images (early stopping)",
+    "validation_rows": "Validation cases (early stopping)",
     "holdout_rows": "Held-out comparison cases",
     "holdout_positive": "  of which positive",
     "holdout_excluded_as_feedback": "Held-out rows left out (identical to feedback cases)",
-    "validation_excluded_as_feedback": "Validation images left out (identical to feedback cases)",
+    "validation_excluded_as_feedback": "Validation cases left out (identical to feedback cases)",
     "original_replaced_by_feedback": "Original rows replaced by feedback on the same input",
 }
+
+
+def operating_point(threshold: float) -> str:
+    """How a model decided: its threshold, or its most probable class (NaN: one per case)."""
+    return "most probable class" if math.isnan(threshold) else f"threshold {threshold:.3f}"
 
 
 def headline(outcome: RetrainOutcome) -> str:
@@ -106,10 +111,12 @@ def build_report(outcome: RetrainOutcome) -> Report:
             "AUROC margin": -decision.auroc_margin,
             "DeLong two-sided p-value": f"{decision.delong_p_value:.3g}",
             "Non-inferiority p-value": f"{decision.noninferiority_p_value:.3g}",
-            "Sensitivity champion (threshold "
-            f"{decision.threshold_champion:.3f})": decision.sensitivity_champion,
-            "Sensitivity challenger (threshold "
-            f"{decision.threshold_challenger:.3f})": decision.sensitivity_challenger,
+            f"Sensitivity champion ({operating_point(decision.threshold_champion)})": (
+                decision.sensitivity_champion
+            ),
+            f"Sensitivity challenger ({operating_point(decision.threshold_challenger)})": (
+                decision.sensitivity_challenger
+            ),
             "Sensitivity margin": decision.sensitivity_margin,
             "AUROC non-inferior": "yes" if decision.auroc_noninferior else "no",
             "Sensitivity kept": "yes" if decision.sensitivity_ok else "no",

@@ -49,9 +49,16 @@ def _image_retrainer() -> Retrainer:
     return ImageRetrainer()
 
 
+def _ecg_retrainer() -> Retrainer:
+    from medsight.retrain.ecg import EcgRetrainer  # torch only when retraining
+
+    return EcgRetrainer()
+
+
 RETRAINERS: Final[dict[str, Callable[[], Retrainer]]] = {
     TabularRetrainer.kind: TabularRetrainer,
     "image-classification": _image_retrainer,  # medsight.bundle.image.TASK (imports torch)
+    "ecg-rhythm": _ecg_retrainer,  # medsight.bundle.ecg.TASK (imports torch)
 }
 Stage = Callable[[str], None]
 

@@ -18,13 +18,12 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import yaml
 
 from medsight.bundle.tabular import TASK, TabularBundle
-from medsight.config import TrainConfig, parse_config
+from medsight.config import TrainConfig
 from medsight.data.fingerprint import frame_fingerprint, package_versions
 from medsight.data.schema import TableSchema, canonical_category, validate_frame
-from medsight.errors import ConfigError, DataError
+from medsight.errors import DataError
 from medsight.io.tabular import read_table
 from medsight.retrain.base import (
     Challenge,
@@ -35,6 +34,7 @@ from medsight.retrain.base import (
     UnusableCase,
 )
 from medsight.retrain.holdout import holdout_split
+from medsight.retrain.recipe import champion_config, locate_original
 from medsight.tasks.tabular import prepare_table
 from medsight.train.tabular import FittedTabularModel, fit_tabular_model
 
@@ -69,8 +69,16 @@ class TabularRetrainer:
     ) -> Challenge:
         bundle = TabularBundle.load(champion.folder)
         schema = bundle.schema
-        config, config_source = champion_config(bundle, champion, options.config)
-        data_path = resolve_data_path(options.data or config.data.path, config_source)
+        config, config_source = champion_config(
+            bundle.metadata, champion, options.config, TrainConfig, "a table"
+        )
+        data_path = locate_original(
+            options.data or config.data.path,
+            config_source,
+            what="training table",
+            exists=Path.is_file,
+            missing_hint=" (it was trained from a table in memory)",
+        )
         config = config.model_copy(
             update={"data": config.data.model_copy(update={"path": data_path})}
         )
@@ -211,70 +219,6 @@ class TabularRetrainer:
         bundle = TabularBundle.from_fit(payload.fitted, payload.schema, payload.X, full)
         bundle.model_card = _model_card(full, challenge)
         return bundle.save(folder)
-
-
-def champion_config(
-    bundle: TabularBundle, champion: Champion, override: Path | None
-) -> tuple[TrainConfig, str]:
-    """The champion's training config and where it was found (see the module docstring)."""
-    if override is not None:
-        return _config_file(Path(override)), str(override)
-    recorded = bundle.metadata.get("config")
-    if isinstance(recorded, dict):
-        return _as_train_config(parse_config(recorded, source="bundle.json config")), (
-            f"bundle.json of {champion.task} v{champion.version}"
-        )
-    if champion.registered_from is not None:
-        origin = Path(champion.registered_from)
-        for candidate in (origin.parent / "config.yaml", origin / "config.yaml"):
-            if candidate.is_file():
-                return _config_file(candidate), str(candidate)
-    raise ConfigError(
-        f"cannot find the training config of {champion.task} v{champion.version}: its bundle "
-        "records none and the run folder it was registered from has no config.yaml; pass "
-        "--config with the run's config.yaml."
-    )
-
-
-def _config_file(path: Path) -> TrainConfig:
-    # read without load_config's path resolution: a run folder's config.yaml keeps data.path as
-    # it was given, relative to where training ran, not to the run folder
-    if not path.is_file():
-        raise ConfigError(f"{path}: config file not found.")
-    try:
-        raw = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML ({exc}).") from exc
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{path}: the top level must be a mapping of keys.")
-    return _as_train_config(parse_config(raw, source=str(path)))
-
-
-def _as_train_config(config: object) -> TrainConfig:
-    if not isinstance(config, TrainConfig):
-        raise ConfigError(
-            f"the champion's config is for task {getattr(config, 'task', '?')!r}, not a table."
-        )
-    return config
-
-
-def resolve_data_path(path: str | Path | None, config_source: str) -> Path:
-    """The original table: absolute, or relative to the working folder or the config's folder."""
-    if path is None:
-        raise ConfigError(
-            f"the champion's config ({config_source}) records no data file (it was trained "
-            "from a table in memory); pass the original table with --data."
-        )
-    path = Path(path).expanduser()
-    candidates = [path] if path.is_absolute() else [path, Path(config_source).parent / path]
-    for candidate in candidates:
-        if candidate.is_file():
-            return candidate.resolve()
-    tried = ", ".join(str(c) for c in candidates)
-    raise ConfigError(
-        f"the original training data {path} was not found (tried {tried}); pass its current "
-        "location with --data."
-    )
 
 
 def labels_to_y(labels: pd.Series, schema: TableSchema, where: str) -> np.ndarray:

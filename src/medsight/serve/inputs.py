@@ -35,6 +35,10 @@ JPEG: Final = "image/jpeg"
 DICOM: Final = "application/dicom"
 IMAGE_TYPES: Final = (PNG, JPEG, DICOM)
 _SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]")
+# how the service stores each kind of ECG input (Prediction.input_type), read back by retraining
+ECG_SAMPLES_INPUT: Final = "application/json; ecg samples"  # the JSON request body
+ZIP_INPUT: Final = "application/zip"  # several uploaded files (a WFDB pair), zipped
+FILE_INPUT: Final = "file"  # one uploaded file as it is; "file; fs=RATE" when a rate was given
 ECG_SUFFIXES: Final = WFDB_SUFFIXES | DICOM_SUFFIXES | ARRAY_SUFFIXES
 T = TypeVar("T")
 
@@ -170,18 +174,29 @@ def _ecg_name(upload: Upload, index: int) -> str:
     return f"upload{index}.csv"  # the CSV reader says clearly when it is not text
 
 
-def bundle_of(files: Sequence[Upload]) -> tuple[bytes, str]:
+def bundle_of(files: Sequence[Upload], fs: float | None = None) -> tuple[bytes, str]:
     """The bytes to fingerprint (and maybe store) for uploaded files, and their input type.
 
-    One file is kept as it is; several (a WFDB pair) as a ZIP of them, so they can be recovered.
+    One file is kept as it is (its input type records the form's ``fs``, which a CSV or NumPy
+    signal needs to be read again); several (a WFDB pair) as a ZIP of them, so they can be
+    recovered.
     """
     if len(files) == 1:
-        return files[0].data, "file"
+        return files[0].data, FILE_INPUT if fs is None else f"{FILE_INPUT}; fs={float(fs)!r}"
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
         for i, item in enumerate(files):
             archive.writestr(_ecg_name(item, i), item.data)
-    return buffer.getvalue(), "application/zip"
+    return buffer.getvalue(), ZIP_INPUT
+
+
+def stored_rate(input_type: str) -> float | None:
+    """The ``fs`` recorded by :func:`bundle_of` in a stored input type, if any."""
+    _, _, rate = input_type.partition("; fs=")
+    try:
+        return float(rate) if rate else None
+    except ValueError:
+        return None
 
 
 # --------------------------------------------------------------------------------------- helpers

@@ -28,6 +28,7 @@ from medsight.errors import DataError
 from medsight.serve.auth import Caller, caller
 from medsight.serve.errors import UnsupportedMediaError
 from medsight.serve.inputs import (
+    ECG_SAMPLES_INPUT,
     IMAGE_TYPES,
     Upload,
     bundle_of,
@@ -248,14 +249,13 @@ def _run(state: ServiceState, predictor: Predictor, body: Body, explain: bool) -
     if body.is_json:
         samples = _json(body, _ECG, ECG)
         record = ecg_from_samples(samples.samples, samples.fs, samples.lead_names)
-        data, input_type = body.raw, "application/json; ecg samples"
+        data, input_type = body.raw, ECG_SAMPLES_INPUT
     elif body.files:
+        rate = _rate(body.fields.get("fs"))
         record = ecg_from_files(
-            body.files,
-            _rate(body.fields.get("fs")),
-            require_deidentified=state.settings.require_deidentified,
+            body.files, rate, require_deidentified=state.settings.require_deidentified
         )
-        data, input_type = bundle_of(body.files)
+        data, input_type = bundle_of(body.files, rate)
     else:
         raise UnsupportedMediaError(
             f"an ECG task takes JSON samples or a multipart 'file' upload, not "
