@@ -45,7 +45,6 @@ from medsight.config import EcgTrainConfig
 from medsight.errors import ConfigError, DataError, MedsightError
 from medsight.io.ecg import EcgRecord
 from medsight.retrain.base import (
-    DEFAULT_HOLDOUT_FRACTION,
     Challenge,
     Champion,
     FeedbackCase,
@@ -53,6 +52,7 @@ from medsight.retrain.base import (
     RetrainOptions,
     UnusableCase,
 )
+from medsight.retrain.feedback_split import holdout_notes, split_out_feedback
 from medsight.retrain.recipe import champion_config, locate_original
 from medsight.runs import staged_directory
 from medsight.tasks.ecg_data import RHYTHM_NAMES, EcgSet, EcgSplits, load_rhythm_folder
@@ -120,44 +120,18 @@ class EcgRetrainer:
                 require_deidentified=deidentified,
             )
             holdout_source = f"every record of {options.holdout}"
-            notes.append(
-                "The original test split was not used: the comparison is on --holdout, and the "
-                "challenger trains on the original train split as the champion did."
-            )
         else:
             held = splits.test
             holdout_source = (
                 f"the original test split of {splits.source} (neither model trained or "
                 "early-stopped on it)"
             )
-            if options.holdout_fraction != DEFAULT_HOLDOUT_FRACTION:
-                notes.append(
-                    "--holdout-fraction does not apply to ECG tasks: the original test split "
-                    "is the held-out set (or pass --holdout)."
-                )
-        held, excluded = _without(held, keys)
-        if excluded:
-            notes.append(
-                f"{excluded} held-out records identical to feedback cases were left out of the "
-                "comparison (the challenger trained on them)."
-            )
-        val, val_excluded = _without(splits.val, keys)
-        if val_excluded:
-            notes.append(
-                f"{val_excluded} validation records identical to feedback cases were left out of "
-                "early stopping (they are training cases now)."
-            )
-        train, replaced = _without(splits.train, keys)
-        if replaced:
-            notes.append(
-                f"{replaced} original training records identical to feedback cases were replaced "
-                "by the feedback (the clinician's label is the newer one)."
-            )
-        if not used:
-            notes.append(
-                "No usable feedback: the challenger is the champion's recipe retrained on the "
-                "original data only."
-            )
+        notes += holdout_notes(options, "ECG")
+        split = split_out_feedback(
+            splits.train, splits.val, held, keys, _without, noun="records", any_feedback=bool(used)
+        )
+        train, val, held = split.train, split.val, split.held
+        notes += split.notes
         if len(val) < 2:
             raise DataError(
                 f"only {len(val)} validation records of {splits.source} are left once feedback "
@@ -197,9 +171,7 @@ class EcgRetrainer:
             "validation_rows": len(val),
             "holdout_rows": len(y_holdout),
             "holdout_positive": int(y_holdout.sum()),
-            "holdout_excluded_as_feedback": excluded,
-            "validation_excluded_as_feedback": val_excluded,
-            "original_replaced_by_feedback": replaced,
+            **split.counts,
         }
         sources = {
             "config": config_source,

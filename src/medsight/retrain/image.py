@@ -34,7 +34,6 @@ from medsight.config import ImageTrainConfig
 from medsight.errors import ConfigError, DataError
 from medsight.io.images import ImageSet, read_image_csv, read_image_folder, read_medmnist_npz
 from medsight.retrain.base import (
-    DEFAULT_HOLDOUT_FRACTION,
     Challenge,
     Champion,
     FeedbackCase,
@@ -42,6 +41,7 @@ from medsight.retrain.base import (
     RetrainOptions,
     UnusableCase,
 )
+from medsight.retrain.feedback_split import holdout_notes, split_out_feedback
 from medsight.retrain.recipe import champion_config, locate_original
 from medsight.runs import staged_directory
 from medsight.tasks.image import bundle_metadata, train_image_model
@@ -91,44 +91,18 @@ class ImageRetrainer:
         if options.holdout is not None:
             held = read_holdout(options.holdout, bundle, size=config.data.image_size)
             holdout_source = f"every image of {options.holdout}"
-            notes.append(
-                "The original test split was not used: the comparison is on --holdout, and the "
-                "challenger trains on the original train split as the champion did."
-            )
         else:
             held = splits.test
             holdout_source = (
                 f"the original test split of {splits.source} (neither model trained or "
                 "early-stopped on it)"
             )
-            if options.holdout_fraction != DEFAULT_HOLDOUT_FRACTION:
-                notes.append(
-                    "--holdout-fraction does not apply to image tasks: the original test split "
-                    "is the held-out set (or pass --holdout)."
-                )
-        held, excluded = _without(held, keys)
-        if excluded:
-            notes.append(
-                f"{excluded} held-out images identical to feedback cases were left out of the "
-                "comparison (the challenger trained on them)."
-            )
-        val, val_excluded = _without(splits.val, keys)
-        if val_excluded:
-            notes.append(
-                f"{val_excluded} validation images identical to feedback cases were left out of "
-                "early stopping (they are training cases now)."
-            )
-        train, replaced = _without(splits.train, keys)
-        if replaced:
-            notes.append(
-                f"{replaced} original training images identical to feedback cases were replaced "
-                "by the feedback (the clinician's label is the newer one)."
-            )
-        if not used:
-            notes.append(
-                "No usable feedback: the challenger is the champion's recipe retrained on the "
-                "original data only."
-            )
+        notes += holdout_notes(options, "image")
+        split = split_out_feedback(
+            splits.train, splits.val, held, keys, _without, noun="images", any_feedback=bool(used)
+        )
+        train, val, held = split.train, split.val, split.held
+        notes += split.notes
 
         training = concat_sets([train, feedback], classes)
         challenger_splits = ImageSplits(training, val, held, splits.source, splits.official_splits)
@@ -164,9 +138,7 @@ class ImageRetrainer:
             "validation_rows": len(val),
             "holdout_rows": len(y_holdout),
             "holdout_positive": int(y_holdout.sum()),
-            "holdout_excluded_as_feedback": excluded,
-            "validation_excluded_as_feedback": val_excluded,
-            "original_replaced_by_feedback": replaced,
+            **split.counts,
         }
         sources = {
             "config": config_source,
