@@ -45,3 +45,17 @@ def test_not_yaml_mapping(tmp_path: Path) -> None:
     path.write_text("- a\n- b\n")
     with pytest.raises(ConfigError, match="top level must be a mapping"):
         load_config(path)
+
+
+def test_a_partial_engine_section_keeps_the_task_defaults() -> None:
+    ecg = parse_config({"task": "ecg-rhythm", "engine": {"batch_size": 16}}, source="t")
+    assert ecg.engine.batch_size == 16
+    # the ECG defaults, not the generic engine's, for every key the section leaves out
+    assert (ecg.engine.epochs, ecg.engine.patience, ecg.engine.max_steps) == (40, 10, None)
+    assert (ecg.engine.class_balance, ecg.engine.amp, ecg.engine.tta) == (
+        "weights",
+        "native",
+        False,
+    )
+    image = parse_config({"task": "image-classification", "engine": {"epochs": 3}}, source="t")
+    assert image.engine.epochs == 3 and image.engine.max_steps == 3000 and image.engine.tta

@@ -198,18 +198,17 @@ class EcgModelConfig(_Strict):
     params: dict[str, Any] = Field(default_factory=dict)
 
 
-def _ecg_engine() -> EngineSettings:
-    return EngineSettings(
-        epochs=40,
-        max_steps=None,
-        batch_size=32,
-        learning_rate=3e-3,
-        weight_decay=1e-3,
-        patience=10,
-        class_balance="weights",
-        tta=False,
-        amp="native",
-    )
+class EcgEngineSettings(EngineSettings):
+    """The engine's ECG defaults, kept for every key a config's ``engine`` section leaves out."""
+
+    epochs: int = Field(40, ge=1)
+    max_steps: int | None = Field(None, ge=1)
+    batch_size: int = Field(32, ge=1)
+    weight_decay: float = Field(1e-3, ge=0.0)
+    patience: int | None = Field(10, ge=1)
+    class_balance: Literal["none", "weights", "sampler"] = "weights"
+    amp: Literal["auto", "native", "on", "off"] = "native"
+    tta: bool = False
 
 
 class EcgEvaluationConfig(_Strict):
@@ -222,7 +221,7 @@ class EcgTrainConfig(_RunConfig):
     task: Literal["ecg-rhythm"] = "ecg-rhythm"
     data: EcgDataConfig = Field(default_factory=EcgDataConfig)
     model: EcgModelConfig = Field(default_factory=EcgModelConfig)
-    engine: EngineSettings = Field(default_factory=_ecg_engine)
+    engine: EcgEngineSettings = Field(default_factory=EcgEngineSettings)
     evaluation: EcgEvaluationConfig = Field(default_factory=EcgEvaluationConfig)
 
 
