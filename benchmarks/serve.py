@@ -4,6 +4,7 @@ Run from the project root in .venv::
 
     python benchmarks/serve.py                      # 8 clients, 60 s per endpoint
     python benchmarks/serve.py --seconds 5          # a smoke run
+    python benchmarks/serve.py --rounds 3           # each endpoint 3 times: median and range
     python benchmarks/serve.py --tabular-bundle RUN/bundle --image-bundle RUN/bundle
 
 It builds a data directory in a temporary folder: trains the default tabular model on WDBC
@@ -20,7 +21,9 @@ server is saturated, and by Little's law the median latency is about ``clients``
 server's time per request). ``--rate R`` paces each client at R requests per second instead and
 counts each latency from the moment its request was due, to see latency at a given load.
 A ``baseline`` block gives the bare bundle's in-process time for one row, so the service's own
-share is visible.
+share is visible. On a shared machine one run can be lucky or unlucky (the same code gave 406 to
+795 requests/s here): ``--rounds R`` drives every endpoint R times, in turn, and reports the
+median of each figure with every round's figures under ``rounds``.
 
 Progress goes to stderr; the last line of stdout is one JSON object
 ``{"endpoints": [{"name", "p50_ms", "p95_ms", "p99_ms", "requests_per_second", "errors"}, ...],
@@ -35,6 +38,7 @@ import json
 import multiprocessing
 import os
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -405,6 +409,23 @@ def baseline(bundle: Path, repeats: int) -> dict[str, Any]:
 # ------------------------------------------------------------------------------ main
 
 
+def combine_rounds(rounds: list[dict]) -> dict:
+    """One endpoint's figures over its rounds: the median of each, errors and requests summed,
+    and every round's own figures (one round: that round as it is)."""
+    if len(rounds) == 1:
+        return rounds[0]
+    figures = ("p50_ms", "p95_ms", "p99_ms", "requests_per_second")
+    medians = {k: round(statistics.median(r[k] for r in rounds), 2) for k in figures}
+    combined = {**rounds[0], **medians}
+    combined["errors"] = sum(r["errors"] for r in rounds)
+    combined["requests"] = sum(r["requests"] for r in rounds)
+    combined["rounds"] = [{k: r[k] for k in (*figures, "errors")} for r in rounds]
+    samples = [s for r in rounds for s in r.get("error_samples", [])]
+    if samples:
+        combined["error_samples"] = samples[:5]
+    return combined
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=60.0, help="timed seconds per endpoint")
@@ -428,6 +449,9 @@ def main() -> None:
     parser.add_argument("--image-epochs", type=int, default=3)
     parser.add_argument("--no-image", action="store_true", help="tabular endpoint only")
     parser.add_argument("--baseline-repeats", type=int, default=500)
+    parser.add_argument(
+        "--rounds", type=int, default=1, help="drive every endpoint this many times, in turn"
+    )
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="medsight-serve-bench-") as tmp:
@@ -454,14 +478,21 @@ def main() -> None:
             say(f"server ready on {base}")
             png = sample_png(image) if image is not None else None
             context = multiprocessing.get_context("spawn")
+            specs = endpoint_specs(base, token, png, args)
+            by_name: dict[str, list[dict]] = {spec["name"]: [] for spec in specs}
             with context.Pool(1) as pool:  # the clients run in another process
-                for spec in endpoint_specs(base, token, png, args):
-                    say(f"{spec['name']}: {args.clients} clients for {args.seconds:g} s")
-                    result = pool.apply(drive, (spec,))
-                    if not result["error_samples"]:
-                        result.pop("error_samples")
-                    say(json.dumps(result))
-                    results.append(result)
+                for round_number in range(1, args.rounds + 1):
+                    for spec in specs:
+                        say(
+                            f"{spec['name']}: {args.clients} clients for {args.seconds:g} s "
+                            f"(round {round_number} of {args.rounds})"
+                        )
+                        result = pool.apply(drive, (spec,))
+                        if not result["error_samples"]:
+                            result.pop("error_samples")
+                        say(json.dumps(result))
+                        by_name[spec["name"]].append(result)
+            results = [combine_rounds(rounds) for rounds in by_name.values()]
         finally:
             server.terminate()
             try:
@@ -479,6 +510,7 @@ def main() -> None:
         "clients": args.clients,
         "workers": args.workers,
         "seconds": args.seconds,
+        "rounds": args.rounds,
         "cpus": os.cpu_count(),
     }
     print(json.dumps(summary))
