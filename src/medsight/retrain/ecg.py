@@ -10,8 +10,8 @@ the val split; both models are scored on the original test split (which neither 
 early-stopped on) or on every record of ``--holdout`` (a folder with ``REFERENCE.csv``).
 
 A feedback input is what the service stored for the prediction: the JSON samples body, a single
-uploaded file (DICOM waveform; a CSV or NumPy file cannot be read again because its sampling rate
-was a form field the service does not keep), or a WFDB pair kept as a ZIP. It is decoded by the
+uploaded file (a DICOM waveform, or a CSV or NumPy signal whose input type records the ``fs`` form
+field; one stored without it cannot be read again), or a WFDB pair kept as a ZIP. It is decoded by the
 service's own functions and fitted to the bundle's lead and rate by
 :meth:`~medsight.bundle.ecg.EcgBundle.signal_of`, exactly as at prediction. Records are matched by
 their signal at the model's rate (to 1 microvolt): a held-out or validation record that is also a
