@@ -11,15 +11,18 @@ the service stores it (a WFDB pair zipped by ``bundle_of``, or the JSON samples 
 
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 from retrain_support import user
+from rich.console import Console
 from sqlalchemy import select
 
 from medsight.bundle.ecg import EcgBundle
+from medsight.cli.retrain import print_outcome
 from medsight.config import dump_config, parse_config
 from medsight.errors import ConfigError
 from medsight.io.ecg import EcgRecord
@@ -341,6 +344,10 @@ def test_poisoned_feedback_is_refused_with_the_reason_in_the_report(
     html = outcome.report_path.read_text()
     assert "NOT PROMOTED" in html and "not shown non-inferior" in html
     assert "compares class &#39;A&#39;" in html or "compares class 'A'" in html
+    assert "Sensitivity challenger (most probable class)" in html and "threshold nan" not in html
+    printed = io.StringIO()
+    print_outcome(Console(file=printed, width=200), outcome)
+    assert "most probable class" in printed.getvalue() and "nan" not in printed.getvalue()
     with db.transaction() as session:
         assert registry.production(session, TASK).version == champion
 
