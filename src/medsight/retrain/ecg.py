@@ -10,9 +10,9 @@ the val split; both models are scored on the original test split (which neither 
 early-stopped on) or on every record of ``--holdout`` (a folder with ``REFERENCE.csv``).
 
 A feedback input is what the service stored for the prediction: the JSON samples body, a single
-uploaded file (a DICOM waveform, or a CSV or NumPy signal whose input type records the ``fs`` form
-field; one stored without it cannot be read again), or a WFDB pair kept as a ZIP. It is decoded by the
-service's own functions and fitted to the bundle's lead and rate by
+uploaded file (a DICOM waveform, or a CSV or NumPy signal whose input type records the ``fs``
+form field; one stored without it cannot be read again), or a WFDB pair kept as a ZIP. It is
+decoded by the service's own functions and fitted to the bundle's lead and rate by
 :meth:`~medsight.bundle.ecg.EcgBundle.signal_of`, exactly as at prediction. Records are matched by
 their signal at the model's rate (to 1 microvolt): a held-out or validation record that is also a
 feedback case leaves the comparison / early stopping, and an original training record with a
