@@ -233,10 +233,9 @@ TASK_CONFIGS: dict[str, type[_Strict]] = {
 }
 
 
-def load_config(path: str | Path) -> AnyConfig:
-    """Read a YAML config; errors name the file and the offending key."""
-    path = Path(path)
-    if not path.exists():
+def read_config_mapping(path: Path) -> dict[str, Any]:
+    """The top-level mapping of a YAML config file; a ``ConfigError`` naming the file otherwise."""
+    if not path.is_file():
         raise ConfigError(f"{path}: config file not found.")
     try:
         raw = yaml.safe_load(path.read_text()) or {}
@@ -246,7 +245,13 @@ def load_config(path: str | Path) -> AnyConfig:
         raise ConfigError(
             f"{path}: the top level must be a mapping of keys, got {type(raw).__name__}."
         )
-    config = parse_config(raw, source=str(path))
+    return raw
+
+
+def load_config(path: str | Path) -> AnyConfig:
+    """Read a YAML config; errors name the file and the offending key."""
+    path = Path(path)
+    config = parse_config(read_config_mapping(path), source=str(path))
     data_path = config.data.path
     if data_path is not None and ":" not in str(data_path) and not Path(data_path).is_absolute():
         resolved = (path.parent / data_path).resolve()

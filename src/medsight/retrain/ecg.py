@@ -28,18 +28,15 @@ from __future__ import annotations
 
 import hashlib
 import io
-import shutil
 import tempfile
 import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final
 
 import numpy as np
 
-from medsight.bundle.checksum import write_bundle_metadata
 from medsight.bundle.ecg import BUNDLE_FORMAT, FEATURE_FILES, NETWORK_FILES, TASK, EcgBundle
 from medsight.config import EcgTrainConfig
 from medsight.errors import ConfigError, DataError, MedsightError
@@ -52,9 +49,15 @@ from medsight.retrain.base import (
     RetrainOptions,
     UnusableCase,
 )
+from medsight.retrain.challenger import (
+    class_of,
+    copy_scored_bundle,
+    feedback_counts,
+    retraining_provenance,
+    split_model_card,
+)
 from medsight.retrain.feedback_split import holdout_notes, split_out_feedback
 from medsight.retrain.recipe import champion_config, locate_original
-from medsight.runs import staged_directory
 from medsight.tasks.ecg_data import RHYTHM_NAMES, EcgSet, EcgSplits, load_rhythm_folder
 from medsight.tasks.ecg_report import save_rhythm_bundle
 from medsight.tasks.ecg_rhythm import train_rhythm_model
@@ -128,7 +131,13 @@ class EcgRetrainer:
             )
         notes += holdout_notes(options, "ECG")
         split = split_out_feedback(
-            splits.train, splits.val, held, keys, _without, noun="records", any_feedback=bool(used)
+            splits.train,
+            splits.val,
+            held,
+            keys,
+            _signal_keys,
+            noun="records",
+            any_feedback=bool(used),
         )
         train, val, held = split.train, split.val, split.held
         notes += split.notes
@@ -164,9 +173,7 @@ class EcgRetrainer:
         counts = {
             "original_rows": len(data),
             "original_training_rows": len(train),
-            "feedback_used": len(used),
-            "feedback_confirmed": sum(c.verdict == "confirmed" for c in used),
-            "feedback_corrected": sum(c.verdict == "corrected" for c in used),
+            **feedback_counts(used),
             "training_rows": len(training),
             "validation_rows": len(val),
             "holdout_rows": len(y_holdout),
@@ -193,12 +200,10 @@ class EcgRetrainer:
     def save(self, challenge: Challenge, folder: Path, metadata: dict[str, Any]) -> Path:
         """Copy the scored challenger's model files and write its ``bundle.json``."""
         payload: _Payload = challenge.payload
-        base = str(payload.champion_metadata.get("name") or payload.champion.task)
         counts = challenge.counts
         full = {
             **payload.metadata,
-            "name": f"{base.removesuffix('-retrained')}-retrained",
-            "created": datetime.now(UTC).isoformat(timespec="seconds"),
+            **retraining_provenance(payload.champion, payload.champion_metadata, counts),
             # the challenger's multi-class figures on the held-out records (challenge score...)
             "rhythm_metrics": payload.metadata["metrics"],
             "evaluation": (
@@ -207,33 +212,20 @@ class EcgRetrainer:
                 f"{payload.positive_class!r} against the rest"
             ),
             "config": payload.config.model_dump(mode="json"),
-            "retrained_from": {
-                "task": payload.champion.task,
-                "version": payload.champion.version,
-                "name": payload.champion.name,
-            },
-            "feedback": {
-                k: counts[k] for k in ("feedback_used", "feedback_confirmed", "feedback_corrected")
-            },
             **metadata,
         }
         if "positive_class" in payload.champion_metadata:  # the next retraining gates the same
             full["positive_class"] = payload.positive_class
-        for stale in ("format", "task", "sha256"):  # written afresh for the copied files
-            full.pop(stale, None)
         files = NETWORK_FILES if full.get("kind") == "network" else FEATURE_FILES
-        folder = Path(folder)
-        with staged_directory(folder) as staging:
-            for name in files[1:]:
-                shutil.copy2(payload.folder / name, staging / name)
-            write_bundle_metadata(
-                staging,
-                full,
-                task=TASK,
-                bundle_format=BUNDLE_FORMAT,
-                checksummed=files[1:],
-                model_card=_model_card(full, challenge, payload.positive_class),
-            )
+        folder = copy_scored_bundle(
+            payload.folder,
+            folder,
+            files[1:],
+            full,
+            task=TASK,
+            bundle_format=BUNDLE_FORMAT,
+            model_card=_model_card(full, challenge, payload.positive_class),
+        )
         payload.scratch.cleanup()
         return folder
 
@@ -324,7 +316,7 @@ def feedback_records(
     unusable: list[UnusableCase] = []
     for case in cases:
         try:
-            label = _class_of(case.label, classes)
+            label = class_of(case.label, classes)
             record = decode_input(
                 case.raw_input, case.input_type, require_deidentified=require_deidentified
             )
@@ -386,16 +378,6 @@ def decode_input(data: bytes, input_type: str, *, require_deidentified: bool = F
     raise DataError(f"input type {input_type!r} is not an ECG input the service stores.")
 
 
-def _class_of(label: str, classes: list[str]) -> str:
-    if label in classes:
-        return label
-    folded = {name.strip().casefold(): name for name in classes}
-    found = folded.get(str(label).strip().casefold())
-    if found is None:
-        raise DataError(f"label {label!r} is not one of the classes {classes}")
-    return found
-
-
 def signal_key(signal: np.ndarray) -> str:
     """A digest of a ``(leads, samples)`` signal at the model's rate, to 1 microvolt: equal for a
     record read from the data set and the same record uploaded to the service."""
@@ -403,39 +385,24 @@ def signal_key(signal: np.ndarray) -> str:
     return hashlib.sha256(repr(microvolts.shape).encode() + microvolts.tobytes()).hexdigest()
 
 
-def _without(data: EcgSet, keys: set[str]) -> tuple[EcgSet, int]:
-    """``data`` less the records whose signal matches ``keys``, and how many were left out."""
-    if not keys or len(data) == 0:
-        return data, 0
-    keep = np.array([signal_key(signal) not in keys for signal in data.signals])
-    return data.subset(np.flatnonzero(keep)), int((~keep).sum())
+def _signal_keys(data: EcgSet) -> list[str]:
+    return [signal_key(signal) for signal in data.signals]
 
 
 # ------------------------------------------------------------------------------ reporting
 
 
 def _model_card(metadata: dict[str, Any], challenge: Challenge, positive: str) -> str:
-    origin = metadata["retrained_from"]
-    counts = challenge.counts
-    lines = [
-        f"# {metadata['name']}",
-        "",
-        f"Challenger retrained from {origin['task']} v{origin['version']} ({origin['name']}) "
-        f"with the same recipe ({challenge.sources['model']}).",
-        "",
-        f"- Training records: {counts['training_rows']} ({counts['original_training_rows']} "
-        f"original, {counts['feedback_used']} clinician feedback cases: "
-        f"{counts['feedback_confirmed']} confirmed, {counts['feedback_corrected']} corrected)",
-        f"- Early stopping on {counts['validation_rows']} original validation records",
-        f"- Compared with the champion on {counts['holdout_rows']} held-out records: "
-        f"{challenge.sources['holdout']}",
-        "",
-        f"Metrics in bundle.json are from that held-out comparison, class {positive!r} against "
-        "the rest; `rhythm_metrics` holds the challenger's multi-class figures on the same "
-        "records.",
-        "",
-        "Decision support for single-lead ECG rhythm review: a second reader, never a "
-        "replacement. Not validated for clinical use.",
-    ]
-    lines += [f"\nNote: {note}" for note in challenge.notes]
-    return "\n".join(lines) + "\n"
+    return split_model_card(
+        metadata,
+        challenge,
+        "records",
+        [
+            f"Metrics in bundle.json are from that held-out comparison, class {positive!r} "
+            "against the rest; `rhythm_metrics` holds the challenger's multi-class figures on "
+            "the same records.",
+            "",
+            "Decision support for single-lead ECG rhythm review: a second reader, never a "
+            "replacement. Not validated for clinical use.",
+        ],
+    )

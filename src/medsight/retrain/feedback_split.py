@@ -9,12 +9,20 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Generic, TypeVar
+from typing import Generic, Protocol, Self, TypeVar
+
+import numpy as np
 
 from medsight.retrain.base import DEFAULT_HOLDOUT_FRACTION, RetrainOptions
 
-Cases = TypeVar("Cases")
-Without = Callable[[Cases, set[str]], tuple[Cases, int]]
+
+class Subsettable(Protocol):
+    def __len__(self) -> int: ...
+
+    def subset(self, index: np.ndarray) -> Self: ...
+
+
+Cases = TypeVar("Cases", bound=Subsettable)
 
 
 @dataclass
@@ -48,16 +56,23 @@ def split_out_feedback(
     val: Cases,
     held: Cases,
     keys: set[str],
-    without: Without[Cases],
+    keys_of: Callable[[Cases], list[str]],
     *,
     noun: str,
     any_feedback: bool,
 ) -> FeedbackSplit[Cases]:
-    """``train``, ``val`` and ``held`` less the cases whose key is in ``keys`` (``without``
-    removes them and counts); ``noun`` names the cases in notes (``"images"``, ``"records"``)."""
-    held, excluded = without(held, keys)
-    val, val_excluded = without(val, keys)
-    train, replaced = without(train, keys)
+    """``train``, ``val`` and ``held`` less the cases whose key (``keys_of`` gives one per case)
+    is in ``keys``; ``noun`` names the cases in notes (``"images"``, ``"records"``)."""
+
+    def without(cases: Cases) -> tuple[Cases, int]:
+        if not keys or len(cases) == 0:
+            return cases, 0
+        keep = np.array([key not in keys for key in keys_of(cases)])
+        return cases.subset(np.flatnonzero(keep)), int((~keep).sum())
+
+    held, excluded = without(held)
+    val, val_excluded = without(val)
+    train, replaced = without(train)
     notes = []
     if excluded:
         notes.append(

@@ -18,17 +18,14 @@ training image with a clinician's verdict is replaced by the feedback case.
 from __future__ import annotations
 
 import hashlib
-import shutil
 import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from medsight.bundle.checksum import write_bundle_metadata
 from medsight.bundle.image import BUNDLE_FORMAT, FILES, TASK, ImageBundle
 from medsight.config import ImageTrainConfig
 from medsight.errors import ConfigError, DataError
@@ -41,9 +38,15 @@ from medsight.retrain.base import (
     RetrainOptions,
     UnusableCase,
 )
+from medsight.retrain.challenger import (
+    class_of,
+    copy_scored_bundle,
+    feedback_counts,
+    retraining_provenance,
+    split_model_card,
+)
 from medsight.retrain.feedback_split import holdout_notes, split_out_feedback
 from medsight.retrain.recipe import champion_config, locate_original
-from medsight.runs import staged_directory
 from medsight.tasks.image import bundle_metadata, train_image_model
 from medsight.tasks.image_data import PHANTOM, ImageSplits, check_splits, load_image_splits
 
@@ -99,7 +102,13 @@ class ImageRetrainer:
             )
         notes += holdout_notes(options, "image")
         split = split_out_feedback(
-            splits.train, splits.val, held, keys, _without, noun="images", any_feedback=bool(used)
+            splits.train,
+            splits.val,
+            held,
+            keys,
+            _image_keys,
+            noun="images",
+            any_feedback=bool(used),
         )
         train, val, held = split.train, split.val, split.held
         notes += split.notes
@@ -131,9 +140,7 @@ class ImageRetrainer:
         counts = {
             "original_rows": sum(len(s) for _, s in splits.items()),
             "original_training_rows": len(train),
-            "feedback_used": len(used),
-            "feedback_confirmed": sum(c.verdict == "confirmed" for c in used),
-            "feedback_corrected": sum(c.verdict == "corrected" for c in used),
+            **feedback_counts(used),
             "training_rows": len(training),
             "validation_rows": len(val),
             "holdout_rows": len(y_holdout),
@@ -152,41 +159,29 @@ class ImageRetrainer:
     def save(self, challenge: Challenge, folder: Path, metadata: dict[str, Any]) -> Path:
         """Copy the scored challenger's network files and write its ``bundle.json``."""
         payload: _Payload = challenge.payload
-        base = str(payload.champion_metadata.get("name") or payload.champion.task)
         counts = challenge.counts
         full = {
             **payload.metadata,
-            "name": f"{base.removesuffix('-retrained')}-retrained",
-            "created": datetime.now(UTC).isoformat(timespec="seconds"),
+            **retraining_provenance(payload.champion, payload.champion_metadata, counts),
             "evaluation": (
                 f"held-out comparison with the champion on {counts['holdout_rows']} images "
                 f"({challenge.sources['holdout']})"
             ),
             "config": payload.config.model_dump(mode="json"),
-            "retrained_from": {
-                "task": payload.champion.task,
-                "version": payload.champion.version,
-                "name": payload.champion.name,
-            },
-            "feedback": {
-                k: counts[k] for k in ("feedback_used", "feedback_confirmed", "feedback_corrected")
-            },
             **metadata,
         }
-        for stale in ("format", "task", "sha256"):  # written afresh for the copied files
-            full.pop(stale, None)
-        folder = Path(folder)
-        with staged_directory(folder) as staging:
-            for name in FILES[1:]:
-                shutil.copy2(payload.folder / name, staging / name)
-            write_bundle_metadata(
-                staging,
-                full,
-                task=TASK,
-                bundle_format=BUNDLE_FORMAT,
-                checksummed=FILES[1:],
-                model_card=_model_card(full, challenge),
-            )
+        card = split_model_card(
+            full, challenge, "images", ["Metrics in bundle.json are from that held-out comparison."]
+        )
+        folder = copy_scored_bundle(
+            payload.folder,
+            folder,
+            FILES[1:],
+            full,
+            task=TASK,
+            bundle_format=BUNDLE_FORMAT,
+            model_card=card,
+        )
         payload.scratch.cleanup()
         return folder
 
@@ -278,7 +273,7 @@ def feedback_images(
     for case in cases:
         where = f"prediction {case.prediction_id}"
         try:
-            label = _class_of(case.label, classes)
+            label = class_of(case.label, classes)
             image, _ = decode_image(
                 case.raw_input, max_pixels=max_pixels, require_deidentified=require_deidentified
             )
@@ -295,16 +290,6 @@ def feedback_images(
     return ImageSet(stacked, np.array(labels, np.int64), classes, sources), used, unusable
 
 
-def _class_of(label: str, classes: list[str]) -> str:
-    if label in classes:
-        return label
-    folded = {name.strip().casefold(): name for name in classes}
-    found = folded.get(str(label).strip().casefold())
-    if found is None:
-        raise DataError(f"label {label!r} is not one of the classes {classes}")
-    return found
-
-
 def image_key(image: np.ndarray) -> str:
     """A digest of an image's pixels at 8-bit precision: equal for the same picture whether it
     was read from the data set or decoded from an uploaded PNG of it."""
@@ -312,12 +297,8 @@ def image_key(image: np.ndarray) -> str:
     return hashlib.sha256(repr(pixels.shape).encode() + pixels.tobytes()).hexdigest()
 
 
-def _without(images: ImageSet, keys: set[str]) -> tuple[ImageSet, int]:
-    """``images`` less those whose pixels match ``keys``, and how many were left out."""
-    if not keys or len(images) == 0:
-        return images, 0
-    keep = np.array([image_key(image) not in keys for image in images.images])
-    return images.subset(np.flatnonzero(keep)), int((~keep).sum())
+def _image_keys(images: ImageSet) -> list[str]:
+    return [image_key(image) for image in images.images]
 
 
 def concat_sets(sets: Sequence[ImageSet], class_names: list[str]) -> ImageSet:
@@ -349,25 +330,3 @@ def concat_sets(sets: Sequence[ImageSet], class_names: list[str]) -> ImageSet:
 def _describe_model(config: ImageTrainConfig) -> str:
     members = config.model.ensemble
     return f"{members} x {config.model.name}" if members > 1 else config.model.name
-
-
-def _model_card(metadata: dict[str, Any], challenge: Challenge) -> str:
-    origin = metadata["retrained_from"]
-    counts = challenge.counts
-    lines = [
-        f"# {metadata['name']}",
-        "",
-        f"Challenger retrained from {origin['task']} v{origin['version']} ({origin['name']}) "
-        f"with the same recipe ({challenge.sources['model']}).",
-        "",
-        f"- Training images: {counts['training_rows']} ({counts['original_training_rows']} "
-        f"original, {counts['feedback_used']} clinician feedback cases: "
-        f"{counts['feedback_confirmed']} confirmed, {counts['feedback_corrected']} corrected)",
-        f"- Early stopping on {counts['validation_rows']} original validation images",
-        f"- Compared with the champion on {counts['holdout_rows']} held-out images: "
-        f"{challenge.sources['holdout']}",
-        "",
-        "Metrics in bundle.json are from that held-out comparison.",
-    ]
-    lines += [f"\nNote: {note}" for note in challenge.notes]
-    return "\n".join(lines) + "\n"

@@ -12,9 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
-import yaml
-
-from medsight.config import AnyConfig, parse_config
+from medsight.config import AnyConfig, parse_config, read_config_mapping
 from medsight.errors import ConfigError
 from medsight.retrain.base import Champion
 
@@ -51,14 +49,7 @@ def champion_config(
 
 def _config_file(path: Path, config_type: type[Config], kind: str) -> Config:
     # read without load_config's path resolution (see the module docstring)
-    if not path.is_file():
-        raise ConfigError(f"{path}: config file not found.")
-    try:
-        raw = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML ({exc}).") from exc
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{path}: the top level must be a mapping of keys.")
+    raw = read_config_mapping(path)
     return _checked(parse_config(raw, source=str(path)), config_type, kind)
 
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +32,7 @@ from medsight.retrain.base import (
     RetrainOptions,
     UnusableCase,
 )
+from medsight.retrain.challenger import feedback_counts, retraining_provenance
 from medsight.retrain.holdout import holdout_split
 from medsight.retrain.recipe import champion_config, locate_original
 from medsight.tasks.tabular import prepare_table
@@ -166,9 +166,7 @@ class TabularRetrainer:
         counts = {
             "original_rows": len(y_original),
             "original_training_rows": len(train_idx),
-            "feedback_used": len(used),
-            "feedback_confirmed": sum(c.verdict == "confirmed" for c in used),
-            "feedback_corrected": sum(c.verdict == "corrected" for c in used),
+            **feedback_counts(used),
             "training_rows": len(y_train),
             "holdout_rows": len(y_holdout),
             "holdout_positive": int(y_holdout.sum()),
@@ -187,13 +185,11 @@ class TabularRetrainer:
     def save(self, challenge: Challenge, folder: Path, metadata: dict[str, Any]) -> Path:
         payload: _Payload = challenge.payload
         config = payload.config
-        base = str(payload.champion_metadata.get("name") or payload.champion.task)
         training = payload.X.assign(**{payload.schema.target: payload.y})
         counts = challenge.counts
         full = {
-            "name": f"{base.removesuffix('-retrained')}-retrained",
+            **retraining_provenance(payload.champion, payload.champion_metadata, counts),
             "model": config.model.name,
-            "created": datetime.now(UTC).isoformat(timespec="seconds"),
             "seed": config.seed,
             "data_fingerprint": frame_fingerprint(training, config.data.path),
             "class_balance": {
@@ -206,14 +202,6 @@ class TabularRetrainer:
             ),
             "package_versions": package_versions(),
             "config": config.model_dump(mode="json"),
-            "retrained_from": {
-                "task": payload.champion.task,
-                "version": payload.champion.version,
-                "name": payload.champion.name,
-            },
-            "feedback": {
-                k: counts[k] for k in ("feedback_used", "feedback_confirmed", "feedback_corrected")
-            },
             **metadata,
         }
         bundle = TabularBundle.from_fit(payload.fitted, payload.schema, payload.X, full)

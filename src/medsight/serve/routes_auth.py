@@ -47,11 +47,11 @@ def login(request: Request, body: TokenRequest) -> TokenResponse | JSONResponse:
             )
     # answered after the commit, so the refused or failed login stays in the audit log
     if attempt.retry_after > 0:
-        wait = max(1, round(attempt.retry_after))
+        refused = LoginThrottled(attempt.retry_after)
         return JSONResponse(
-            {"detail": str(LoginThrottled(wait))},
+            {"detail": str(refused)},
             status_code=429,
-            headers={"Retry-After": str(wait)},
+            headers={"Retry-After": str(refused.retry_after)},
         )
     if user is None:
         return JSONResponse(
