@@ -1,4 +1,5 @@
-"""Durability: feedback acknowledged with a 2xx survives a SIGKILL of the server, exactly once.
+"""Durability: feedback and predictions acknowledged with a 2xx survive a SIGKILL of the server,
+exactly once.
 
 The real server (``medsight serve``) runs as a subprocess on loopback; a burst of feedback comes
 from several threads; the server is killed with SIGKILL mid-burst, restarted on the same data, and
@@ -9,6 +10,8 @@ WAL) always runs; PostgreSQL when ``MEDSIGHT_TEST_POSTGRES_URL`` names a server.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import signal
 import socket
@@ -17,7 +20,7 @@ import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
@@ -26,8 +29,9 @@ from sqlalchemy import func, select
 
 from medsight.data.synthetic import make_risk_table
 from medsight.registry import ModelRegistry
+from medsight.serve.predictors import canonical_row
 from medsight.store.database import Database
-from medsight.store.models import Feedback
+from medsight.store.models import AuditEvent, Feedback, Prediction
 from medsight.store.permissions import Role
 from medsight.store.settings import StoreSettings
 from medsight.store.testing import BACKENDS, add_user, fresh_database
@@ -111,8 +115,15 @@ def _set_up(database: Database, data_dir: Path, bundle: Path) -> str:
     return token
 
 
-def _burst(server: Server, token: str, predictions: list[int]) -> tuple[set[str], set[str]]:
-    """Feedback from several threads until the server dies; (acknowledged, sent) comments."""
+# one request of a burst: (key stored with it, path, JSON body, expected status)
+Request = tuple[str, str, bytes, int]
+
+
+def _burst(
+    server: Server, token: str, request: Callable[[int, int], Request]
+) -> tuple[set[str], set[str]]:
+    """``request(worker, i)`` from several threads until the server dies; (acknowledged, sent)
+    keys."""
     acknowledged: set[str] = set()
     sent: set[str] = set()
     lock = threading.Lock()
@@ -120,25 +131,21 @@ def _burst(server: Server, token: str, predictions: list[int]) -> tuple[set[str]
     dead = threading.Event()
 
     def client(worker: int) -> None:
-        headers = {"Authorization": f"Bearer {token}"}
+        headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
         with httpx.Client(base_url=server.base, headers=headers, timeout=10) as http:
             for i in range(10_000):
                 if dead.is_set():
                     return
-                comment = f"burst-{worker}-{i}"
-                prediction = predictions[(worker + i) % len(predictions)]
+                key, path, body, status = request(worker, i)
                 with lock:
-                    sent.add(comment)
+                    sent.add(key)
                 try:
-                    response = http.post(
-                        f"/v1/predictions/{prediction}/feedback",
-                        json={"verdict": "confirmed", "comment": comment},
-                    )
+                    response = http.post(path, content=body)
                 except httpx.HTTPError:
                     return  # the server is gone: this one may or may not be stored
-                assert response.status_code == 201, response.text
+                assert response.status_code == status, response.text
                 with lock:
-                    acknowledged.add(comment)
+                    acknowledged.add(key)
                     if len(acknowledged) >= KILL_AFTER:
                         enough.set()
 
@@ -151,6 +158,13 @@ def _burst(server: Server, token: str, predictions: list[int]) -> tuple[set[str]
     for thread in threads:
         thread.join(timeout=30)
     return acknowledged, sent
+
+
+def _assert_exactly_once(acknowledged: set[str], sent: set[str], stored: Counter[str]) -> None:
+    missing = sorted(k for k in acknowledged if stored[k] != 1)
+    assert not missing, f"acknowledged but not stored exactly once: {missing[:10]}"
+    assert max(stored.values()) == 1, "something was stored twice"
+    assert set(stored) <= sent, "stored something nobody sent"
 
 
 def test_acknowledged_feedback_survives_sigkill_exactly_once(
@@ -172,7 +186,13 @@ def test_acknowledged_feedback_survives_sigkill_exactly_once(
             assert answer.status_code == 200, answer.text
             predictions.append(answer.json()["prediction_id"])
 
-        acknowledged, sent = _burst(server, token, predictions)
+        def feedback(worker: int, i: int) -> Request:
+            comment = f"burst-{worker}-{i}"
+            prediction = predictions[(worker + i) % len(predictions)]
+            body = json.dumps({"verdict": "confirmed", "comment": comment}).encode()
+            return comment, f"/v1/predictions/{prediction}/feedback", body, 201
+
+        acknowledged, sent = _burst(server, token, feedback)
         assert server.process is not None and server.process.returncode == -signal.SIGKILL
         assert len(acknowledged) >= KILL_AFTER
 
@@ -185,15 +205,50 @@ def test_acknowledged_feedback_survives_sigkill_exactly_once(
                     select(Feedback.comment).where(Feedback.prediction_id == predictions[0])
                 )
             )
-        missing = sorted(c for c in acknowledged if stored[c] != 1)
-        assert not missing, f"acknowledged but not stored exactly once: {missing[:10]}"
-        assert max(stored.values()) == 1, "some feedback was stored twice"
-        assert set(stored) <= sent, "stored feedback nobody sent"
+        _assert_exactly_once(acknowledged, sent, stored)
         # the restarted server answers with what was stored
         first = httpx.get(
             f"{server.base}/v1/predictions/{predictions[0]}", headers=headers, timeout=30
         )
         assert first.status_code == 200
         assert {f["comment"] for f in first.json()["feedback"]} == first_stored
+    finally:
+        server.stop()
+
+
+def test_acknowledged_predictions_survive_sigkill_exactly_once_with_their_audit_lines(
+    database: Database, tabular_bundle: Path, tmp_path: Path
+) -> None:
+    """Predictions are stored by group commit (shared transactions); an answered one is stored,
+    once, with its audit line, whatever the kill interrupted."""
+    data_dir = tmp_path / "data"
+    token = _set_up(database, data_dir, tabular_bundle)
+    url = database.url.render_as_string(hide_password=False)
+    server = Server(data_dir, url, tmp_path / "server.log")
+    rows = make_risk_table(50, seed=6).drop(columns=["disease"]).to_dict("records")
+
+    def prediction(worker: int, i: int) -> Request:
+        row = {**rows[(worker * 7 + i) % len(rows)], "patient_id": f"burst-{worker}-{i}"}
+        key = hashlib.sha256(canonical_row(row)).hexdigest()  # the stored fingerprint
+        return key, f"/v1/predict/{TASK}", json.dumps({"row": row}).encode(), 200
+
+    try:
+        server.start()
+        acknowledged, sent = _burst(server, token, prediction)
+        assert server.process is not None and server.process.returncode == -signal.SIGKILL
+        assert len(acknowledged) >= KILL_AFTER
+        with database.sessions() as session:
+            counted = select(Prediction.input_sha256, func.count()).group_by(
+                Prediction.input_sha256
+            )
+            stored = Counter(dict(session.execute(counted).all()))
+            ids = set(session.scalars(select(Prediction.id)))
+            audited = Counter(
+                session.scalars(
+                    select(AuditEvent.target_id).where(AuditEvent.action == "prediction")
+                )
+            )
+        _assert_exactly_once(acknowledged, sent, stored)
+        assert audited == Counter({str(i): 1 for i in ids}), "a prediction without one audit line"
     finally:
         server.stop()

@@ -24,7 +24,11 @@ def service(make_service, tabular_bundle: Path):
     return make_service({TASK: tabular_bundle}, store_raw_inputs=True)
 
 
-def test_predict_row_is_answered_stored_and_audited(service) -> None:
+@pytest.mark.parametrize("group_commit", [True, False], ids=["group-commit", "one-each"])
+def test_predict_row_is_answered_stored_and_audited(
+    make_service, tabular_bundle: Path, group_commit: bool
+) -> None:
+    service = make_service({TASK: tabular_bundle}, store_raw_inputs=True, group_commit=group_commit)
     row = _rows(1)[0]
     reply = service.client.post(
         f"/v1/predict/{TASK}", json={"row": row}, headers=service.auth("alice")

@@ -10,12 +10,16 @@ One endpoint takes every kind of input; the task's production bundle decides whi
   ``.dat``).
 
 Per request: read-only sessions check the token and find the production version; the model
-runs outside any transaction; one write transaction checks the token again, stores the
-prediction (input fingerprint; raw input only when ``store_raw_inputs``) and its audit line.
+runs outside any transaction; one write transaction (shared with concurrent requests under group
+commit, :mod:`medsight.serve.group_commit`) stores the prediction (input fingerprint; raw input
+only when ``store_raw_inputs``) and its audit line, and the answer goes out after its commit.
 """
 
 from __future__ import annotations
 
+import asyncio
+from concurrent.futures import Future
+from dataclasses import dataclass
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Query, Request
@@ -179,8 +183,11 @@ async def predict(
     body = await read_body(request)
     state: ServiceState = request.app.state.medsight
     if not explain and body.is_json and state.serves_quick(task):
-        # a table row takes about a millisecond of CPU: a thread would only add switching
-        return predict_case(state, who, task, body, explain)
+        # a table row takes about a millisecond of CPU: a thread would only add switching;
+        # the event loop serves other requests while this one's transaction commits
+        case = _predict(state, who, task, body, explain)
+        ids = await asyncio.wrap_future(_store(state, who, case))
+        return _answers(ids, case)[0]
     return await run_in_threadpool(predict_case, state, who, task, body, explain)
 
 
@@ -215,7 +222,17 @@ def predict_batch(
         )
     rows = [dict(row) for row in batch.rows]
     outcomes = predictor.predict_rows(rows, explain=explain, top_k=state.settings.top_features)
-    return BatchResponse(predictions=_record(state, who, served, predictor, outcomes))
+    predicted = Predicted(served, predictor, outcomes)
+    return BatchResponse(predictions=_answers(_store(state, who, predicted).result(), predicted))
+
+
+@dataclass(frozen=True)
+class Predicted:
+    """Model outcomes not yet stored, and the model that gave them."""
+
+    served: Served
+    predictor: Predictor
+    outcomes: list[Outcome]
 
 
 def predict_case(
@@ -225,10 +242,14 @@ def predict_case(
 
     The API and the clinician web page both call this (blocking: run it in a thread pool).
     """
+    case = _predict(state, who, task, body, explain)
+    return _answers(_store(state, who, case).result(), case)[0]
+
+
+def _predict(state: ServiceState, who: Caller, task: str, body: Body, explain: bool) -> Predicted:
     require(who.user, Action.PREDICT)
     served, predictor = state.production(task)
-    outcome = _run(state, predictor, body, explain)
-    return _record(state, who, served, predictor, [outcome])[0]
+    return Predicted(served, predictor, [_run(state, predictor, body, explain)])
 
 
 def _run(state: ServiceState, predictor: Predictor, body: Body, explain: bool) -> Outcome:
@@ -298,38 +319,42 @@ def _rate(value: str | None) -> float | None:
         raise DataError(f"form field fs={value!r} is not a number (Hz).") from None
 
 
-def _record(
-    state: ServiceState,
-    who: Caller,
-    served: Served,
-    predictor: Predictor,
-    outcomes: list[Outcome],
-) -> list[PredictionResponse]:
-    """Store each outcome (one transaction for all) and build the answers.
+def _store(state: ServiceState, who: Caller, predicted: Predicted) -> Future[list[int]]:
+    """Store each outcome and its audit line (one transaction, shared with concurrent requests
+    under group commit); the future's ids are set after the commit.
 
     The caller's user is the one checked for this request (at most ``cache_seconds`` ago)."""
+    served, kind = predicted.served, predicted.predictor.kind
+    entries = [
+        records.PredictionEntry(
+            task=served.task,
+            input_bytes=outcome.input_bytes,
+            label=outcome.label,
+            probability=outcome.probability,
+            output={**outcome.stored_output(kind), "model_version": served.version},
+            model_version_id=served.version_id,
+            input_type=outcome.input_type,
+        )
+        for outcome in predicted.outcomes
+    ]
     store_raw = state.settings.store.store_raw_inputs
-    model = ModelRef(
-        task=served.task, version=served.version, name=served.name, kind=predictor.kind
+    user, source = who.user, who.source
+    return state.store(
+        lambda session: records.record_predictions(
+            session, user, entries, store_raw=store_raw, source=source
+        )
     )
-    answers = []
-    with state.write() as session:
-        for outcome in outcomes:
-            row = records.record_prediction(
-                session,
-                who.user,
-                task=served.task,
-                input_bytes=outcome.input_bytes,
-                label=outcome.label,
-                probability=outcome.probability,
-                output={**outcome.stored_output(predictor.kind), "model_version": served.version},
-                model_version_id=served.version_id,
-                input_type=outcome.input_type,
-                store_raw=store_raw,
-                source=who.source,
-            )
-            answers.append(_answer(row.id, outcome, model))
-    return answers
+
+
+def _answers(ids: list[int], predicted: Predicted) -> list[PredictionResponse]:
+    served = predicted.served
+    model = ModelRef(
+        task=served.task, version=served.version, name=served.name, kind=predicted.predictor.kind
+    )
+    return [
+        _answer(prediction_id, outcome, model)
+        for prediction_id, outcome in zip(ids, predicted.outcomes, strict=True)
+    ]
 
 
 def _answer(prediction_id: int, outcome: Outcome, model: ModelRef) -> PredictionResponse:

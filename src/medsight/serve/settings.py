@@ -14,6 +14,8 @@ variable                           meaning                                     d
                                    de-identified (422)
 ``MEDSIGHT_CACHE_SECONDS``         reuse of a checked token and of the         2
                                    production-version lookup (0: none)
+``MEDSIGHT_GROUP_COMMIT``          store concurrent predictions in shared      ``true``
+                                   transactions (``false``: one each)
 =================================  ==========================================  ================
 """
 
@@ -49,6 +51,9 @@ class ServeSettings(BaseModel):
     cache_seconds: float = Field(default=2.0, ge=0, le=300)
     """How long the service may reuse a checked API token and the production-version lookup
     (0: check the database on every request)"""
+    group_commit: bool = True
+    """Store the predictions of concurrent requests in shared transactions, each answered after
+    its commit (:mod:`medsight.serve.group_commit`); ``False``: one transaction per request"""
     login_max_failures: int = Field(default=5, ge=1, le=1000)
     """Failed sign-ins for one username from one address, within 15 minutes, before a lockout"""
     login_lockout_seconds: float = Field(default=900.0, ge=0, le=86_400)
@@ -68,6 +73,7 @@ class ServeSettings(BaseModel):
             ("MEDSIGHT_MAX_JSON_BYTES", "max_json_bytes"),
             ("MEDSIGHT_REQUIRE_DEIDENTIFIED", "require_deidentified"),
             ("MEDSIGHT_CACHE_SECONDS", "cache_seconds"),
+            ("MEDSIGHT_GROUP_COMMIT", "group_commit"),
             ("MEDSIGHT_LOGIN_MAX_FAILURES", "login_max_failures"),
             ("MEDSIGHT_LOGIN_LOCKOUT_SECONDS", "login_lockout_seconds"),
         ):

@@ -13,9 +13,11 @@ from __future__ import annotations
 import contextlib
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 try:
     import fcntl
@@ -27,11 +29,14 @@ from sqlalchemy.orm import Session
 
 from medsight.registry import ModelRegistry
 from medsight.serve.errors import NoProductionModelError
+from medsight.serve.group_commit import GroupCommit
 from medsight.serve.predictors import Predictor, PredictorCache, Served
 from medsight.serve.recent import CheckedTokens, Recent
 from medsight.serve.settings import ServeSettings
 from medsight.serve.throttle import LoginThrottle
 from medsight.store.database import Database
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -47,6 +52,7 @@ class ServiceState:
     tokens: CheckedTokens = field(init=False)
     logins: LoginThrottle = field(init=False)
     _production: Recent[tuple[Served, Predictor]] = field(init=False)
+    _group_commit: GroupCommit = field(init=False)
 
     def __post_init__(self) -> None:
         self.tokens = CheckedTokens(self.settings.cache_seconds)
@@ -54,6 +60,7 @@ class ServiceState:
             self.settings.login_max_failures, lockout_seconds=self.settings.login_lockout_seconds
         )
         self._production = Recent(self.settings.cache_seconds)
+        self._group_commit = GroupCommit(self.write)
 
     @property
     def serialise_writes(self) -> bool:
@@ -85,6 +92,22 @@ class ServiceState:
             self.database.transaction(immediate=True) as session,
         ):
             yield session
+
+    def store(self, work: Callable[[Session], T]) -> Future[T]:
+        """Run ``work`` in a writing transaction: a shared one with concurrent requests' works
+        (group commit, the default), else its own (``group_commit: false``). The future is set
+        after the commit."""
+        if self.settings.group_commit:
+            return self._group_commit.submit(work)
+        future: Future[T] = Future()
+        try:
+            with self.write() as session:
+                result = work(session)
+        except Exception as exc:
+            future.set_exception(exc)
+        else:
+            future.set_result(result)
+        return future
 
     @property
     def _lock_path(self) -> Path | None:
@@ -155,6 +178,7 @@ class ServiceState:
         return {task: version for task, version in rows}
 
     def close(self) -> None:
+        self._group_commit.close()
         if self.owns_database:
             self.database.dispose()
 

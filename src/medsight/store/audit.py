@@ -16,7 +16,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any, Final
 
-from sqlalchemy import select
+from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
 from medsight.store.models import AuditEvent, User
@@ -44,6 +44,7 @@ PHI_KEYS: Final = frozenset(
     }
 )
 CLI_SOURCE: Final = "cli"
+_INSERT_EVENT: Final = insert(AuditEvent)
 
 
 class AuditAction(StrEnum):
@@ -80,21 +81,54 @@ def record(
     ``actor`` is the acting user (``None`` for an unknown one, e.g. a failed login; then give
     ``actor_name``); ``source`` is where the request came from: an IP address or host, or ``"cli"``.
     """
-    detail = dict(detail or {})
-    _check_detail(detail)
-    name = actor.username if actor is not None else (actor_name or "anonymous")
     event = AuditEvent(
-        actor_id=actor.id if actor is not None else None,
-        actor=name[:150],
-        action=str(action),
-        target_type=target_type,
-        target_id=str(target_id),
-        source=(source or "unknown")[:255],
-        detail=detail,
+        **event_values(
+            action,
+            actor=actor,
+            source=source,
+            target_type=target_type,
+            target_id=target_id,
+            detail=detail,
+            actor_name=actor_name,
+        )
     )
     session.add(event)
     session.flush()
     return event
+
+
+def event_values(
+    action: AuditAction | str,
+    *,
+    actor: User | None,
+    source: str,
+    target_type: str = "",
+    target_id: object = "",
+    detail: dict[str, Any] | None = None,
+    actor_name: str | None = None,
+) -> dict[str, Any]:
+    """The column values of one audit line (arguments as for :func:`record`), checked for PHI
+    and size; for writers that insert many lines in one statement (:func:`insert_events`)."""
+    detail = dict(detail or {})
+    _check_detail(detail)
+    name = actor.username if actor is not None else (actor_name or "anonymous")
+    return {
+        "actor_id": actor.id if actor is not None else None,
+        "actor": name[:150],
+        "action": str(action),
+        "target_type": target_type,
+        "target_id": str(target_id),
+        "source": (source or "unknown")[:255],
+        "detail": detail,
+    }
+
+
+def insert_events(session: Session, events: Sequence[dict[str, Any]]) -> None:
+    """Insert audit lines made by :func:`event_values` in ``session``'s transaction, in one
+    statement (the time of each line is set by the column default)."""
+    if events:
+        session.flush()  # earlier ORM changes first, so the log keeps the order of actions
+        session.connection().execute(_INSERT_EVENT, list(events))
 
 
 def _check_detail(detail: dict[str, Any]) -> None:
