@@ -96,3 +96,35 @@ def test_workers_build_their_app_from_the_environment(
     assert worker_settings.store.data_dir == data.resolve()
     assert worker_settings.require_deidentified is True
     assert (data / "medsight.db").exists()  # migrated once, before the workers start
+
+
+def test_servers_starting_together_create_one_admin(tmp_path: Path) -> None:
+    """Two ``medsight serve`` processes on one SQLite file (two engines here) bootstrap at once:
+    neither fails on SQLite's lock, and one admin is created."""
+    import threading
+
+    with fresh_database("sqlite", tmp_path) as migrated:
+        databases = [Database(migrated.url), Database(migrated.url)]
+        barrier = threading.Barrier(2)
+        failures: list[BaseException] = []
+
+        def start(database: Database) -> None:
+            barrier.wait()
+            try:
+                serve_cli.bootstrap_admin(database, "a long enough passphrase")
+            except BaseException as exc:
+                failures.append(exc)
+
+        threads = [threading.Thread(target=start, args=(db,)) for db in databases]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=60)
+        try:
+            assert failures == []
+            with databases[0].transaction() as session:
+                admins = session.scalars(select(User.username).where(User.role == Role.ADMIN))
+                assert list(admins) == ["admin"]
+        finally:
+            for database in databases:
+                database.dispose()

@@ -41,7 +41,9 @@ def bootstrap_admin(database: Database, password: str | None = None) -> str | No
     from medsight.store.permissions import Role
     from medsight.store.users import create_user, get_user, local_cli_user
 
-    with database.transaction() as session:
+    # immediate: two servers starting at once on one SQLite file take turns; otherwise the
+    # second, having read "no admin", would fail on its insert instead of waiting
+    with database.transaction(immediate=True) as session:
         admins = select(User.id).where(
             User.role == Role.ADMIN, User.is_active, User.password_hash.is_not(None)
         )
