@@ -14,7 +14,9 @@ and an API token; starts ``medsight serve`` as a subprocess on a free loopback p
 another process, sends requests over ``--clients`` keep-alive connections (light asyncio
 clients on raw sockets, so the load generator does not take the server's CPU) for
 ``--seconds`` per endpoint after a warm-up that is not counted: tabular predict, image predict,
-image predict with Grad-CAM.
+image predict with Grad-CAM. A second server on the same data, with group commit off (each
+prediction in its own transaction), takes the same tabular load in the same run
+(``tabular_predict_without_group_commit``), unless ``--no-group-commit-comparison``.
 
 By default each client sends its next request as soon as it has the answer (a closed loop: the
 server is saturated, and by Little's law the median latency is about ``clients`` times the
@@ -170,9 +172,12 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def start_server(data_dir: Path, port: int, log: Path, workers: int) -> subprocess.Popen[bytes]:
+def start_server(
+    data_dir: Path, port: int, log: Path, workers: int, *, group_commit: bool = True
+) -> subprocess.Popen[bytes]:
     """``medsight serve --workers N`` in its own process (no access log), output to ``log``."""
     env = {**os.environ, "MEDSIGHT_DATA_DIR": str(data_dir), "MEDSIGHT_ADMIN_PASSWORD": PASSWORD}
+    env["MEDSIGHT_GROUP_COMMIT"] = "true" if group_commit else "false"
     env.pop("MEDSIGHT_DATABASE_URL", None)
     entry = "from medsight.cli.main import main; main()"
     command = [sys.executable, "-c", entry, "serve", "--port", str(port)]
@@ -320,8 +325,10 @@ def drive(spec: dict[str, Any]) -> dict[str, Any]:
 
 
 def endpoint_specs(
-    base: str, token: str, png: bytes | None, args: argparse.Namespace
+    base: str, token: str, png: bytes | None, args: argparse.Namespace, one_each: str | None
 ) -> list[dict[str, Any]]:
+    """The endpoints to drive; ``one_each``: the base URL of a second server that stores each
+    prediction in its own transaction (group commit off), driven with the same tabular load."""
     headers = {"Authorization": f"Bearer {token}"}
     common = {
         "headers": headers,
@@ -340,6 +347,14 @@ def endpoint_specs(
             "warmup": args.warmup,
         }
     ]
+    if one_each is not None:
+        specs.append(
+            {
+                **specs[0],
+                "name": "tabular_predict_without_group_commit",
+                "url": f"{one_each}/v1/predict/{TABULAR_TASK}",
+            }
+        )
     if png is not None:
         image = [{"content": png, "headers": {"Content-Type": "image/png"}}]
         specs.append(
@@ -452,6 +467,11 @@ def main() -> None:
     parser.add_argument(
         "--rounds", type=int, default=1, help="drive every endpoint this many times, in turn"
     )
+    parser.add_argument(
+        "--no-group-commit-comparison",
+        action="store_true",
+        help="skip the tabular endpoint of a second server with group commit off",
+    )
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="medsight-serve-bench-") as tmp:
@@ -472,13 +492,26 @@ def main() -> None:
         base = f"http://127.0.0.1:{port}"
         log = folder / "server.log"
         server = start_server(data_dir, port, log, args.workers)
+        servers = [server]
+        one_each: str | None = None
+        if not args.no_group_commit_comparison:
+            second = free_port()
+            one_each = f"http://127.0.0.1:{second}"
+            servers.append(
+                start_server(
+                    data_dir, second, folder / "server-2.log", args.workers, group_commit=False
+                )
+            )
         results = []
         try:
             wait_ready(base, server)
             say(f"server ready on {base}")
+            if one_each is not None:
+                wait_ready(one_each, servers[1])
+                say(f"server with group commit off ready on {one_each}")
             png = sample_png(image) if image is not None else None
             context = multiprocessing.get_context("spawn")
-            specs = endpoint_specs(base, token, png, args)
+            specs = endpoint_specs(base, token, png, args, one_each)
             by_name: dict[str, list[dict]] = {spec["name"]: [] for spec in specs}
             with context.Pool(1) as pool:  # the clients run in another process
                 for round_number in range(1, args.rounds + 1):
@@ -494,11 +527,12 @@ def main() -> None:
                         by_name[spec["name"]].append(result)
             results = [combine_rounds(rounds) for rounds in by_name.values()]
         finally:
-            server.terminate()
-            try:
-                server.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                server.kill()
+            for running in servers:
+                running.terminate()
+                try:
+                    running.wait(timeout=20)
+                except subprocess.TimeoutExpired:
+                    running.kill()
             if results == [] or server.returncode not in (0, -15, None):
                 say("server output:\n" + log.read_text()[-3000:])
         say("baseline: the bundle alone, in-process")
