@@ -14,8 +14,8 @@ variable                           meaning                                     d
                                    de-identified (422)
 ``MEDSIGHT_CACHE_SECONDS``         reuse of a checked token and of the         2
                                    production-version lookup (0: none)
-``MEDSIGHT_GROUP_COMMIT``          store concurrent predictions in shared      ``true``
-                                   transactions (``false``: one each)
+``MEDSIGHT_GROUP_COMMIT``          on SQLite, store concurrent predictions in  ``true``
+                                   shared transactions (``false``: one each)
 =================================  ==========================================  ================
 """
 
@@ -52,8 +52,9 @@ class ServeSettings(BaseModel):
     """How long the service may reuse a checked API token and the production-version lookup
     (0: check the database on every request)"""
     group_commit: bool = True
-    """Store the predictions of concurrent requests in shared transactions, each answered after
-    its commit (:mod:`medsight.serve.group_commit`); ``False``: one transaction per request"""
+    """On SQLite, store the predictions of concurrent requests in shared transactions, each
+    answered after its commit (:mod:`medsight.serve.group_commit`); ``False``, and always on
+    PostgreSQL: one transaction per request"""
     login_max_failures: int = Field(default=5, ge=1, le=1000)
     """Failed sign-ins for one username from one address, within 15 minutes, before a lockout"""
     login_lockout_seconds: float = Field(default=900.0, ge=0, le=86_400)
