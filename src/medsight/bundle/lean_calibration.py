@@ -6,8 +6,10 @@ of the classes, a fresh ``LabelEncoder``, the response method, input checks at e
 module gives the fitted instances of the default model's wrappers a ``predict_proba`` that does
 the same arithmetic on the same values for the binary case (scikit-learn 1.9's
 ``_CalibratedClassifier.predict_proba`` with ``_get_response_values``, and
-``VotingClassifier.predict_proba``), so the probabilities are identical; anything else keeps its
-own method. Hand-written: scikit-learn has no switch to skip the checks.
+``VotingClassifier.predict_proba``), and binary dense ``LogisticRegression`` and ``SVC`` their
+decision function (and the logistic one its probabilities) without input checks, so the
+probabilities are identical; anything else keeps its own method. Hand-written: scikit-learn has
+no switch to skip the checks.
 ``tests/serve/test_serve_fast_path.py`` compares with the untouched model bit for bit.
 """
 
@@ -17,10 +19,15 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
+from scipy.sparse import issparse
 from scipy.special import expit
 from sklearn.calibration import CalibratedClassifierCV, _SigmoidCalibration
 from sklearn.ensemble import VotingClassifier
 from sklearn.isotonic import IsotonicRegression
+from sklearn.linear_model import LogisticRegression
+from sklearn.svm import SVC
+from sklearn.svm import _libsvm as libsvm
+from sklearn.svm._base import LIBSVM_IMPL
 from sklearn.utils._response import _check_response_method
 
 Proba = Callable[[np.ndarray], np.ndarray]
@@ -28,8 +35,9 @@ Proba = Callable[[np.ndarray], np.ndarray]
 
 def lean_calibration(model: Any) -> int:
     """Give every binary ``CalibratedClassifierCV`` (one calibrated classifier, sigmoid or
-    isotonic) and soft ``VotingClassifier`` inside ``model`` a lean ``predict_proba``, innermost
-    first; return how many. The model on disk is unchanged."""
+    isotonic), soft ``VotingClassifier`` and binary ``LogisticRegression`` inside ``model`` a lean
+    ``predict_proba`` (binary ``SVC`` a lean ``decision_function``), innermost first; return how
+    many ``predict_proba`` were replaced. The model on disk is unchanged."""
     done = 0
     for node in _walk(model, set()):
         lean = _lean(node)
@@ -62,7 +70,74 @@ def _lean(node: Any) -> Proba | None:
         return _lean_calibrated(node)
     if isinstance(node, VotingClassifier):
         return _lean_vote(node)
+    if _binary_dense(node, LogisticRegression):
+        node.decision_function = _lean_linear_decision(node)
+        return _lean_logistic_proba(node)
+    if _binary_dense(node, SVC) and node._impl == "c_svc" and not callable(node.kernel):
+        node.decision_function = _lean_svc_decision(node)
     return None
+
+
+def _binary_dense(node: Any, kind: type) -> bool:
+    return (
+        isinstance(node, kind)
+        and len(getattr(node, "classes_", ())) == 2
+        and not getattr(node, "_sparse", False)
+        and not issparse(getattr(node, "coef_", None))
+    )
+
+
+def _lean_linear_decision(model: LogisticRegression) -> Proba:
+    """``LinearClassifierMixin.decision_function`` for dense input, without its checks."""
+    coef_t = model.coef_.T if model.coef_.ndim == 2 else model.coef_
+    intercept = model.intercept_
+
+    def decision_function(X: np.ndarray) -> np.ndarray:
+        scores = np.asarray(X, dtype=np.float64) @ coef_t + intercept
+        return scores.reshape(-1) if scores.ndim > 1 and scores.shape[1] == 1 else scores
+
+    return decision_function
+
+
+def _lean_logistic_proba(model: LogisticRegression) -> Proba:
+    """Binary ``LogisticRegression.predict_proba`` (``_predict_proba_lr``): expit of the
+    decision, stacked as (1 - p, p)."""
+    decide = model.decision_function
+
+    def predict_proba(X: np.ndarray) -> np.ndarray:
+        prob = decide(X)
+        expit(prob, out=prob)
+        return np.stack([1 - prob, prob], axis=1)
+
+    return predict_proba
+
+
+def _lean_svc_decision(model: SVC) -> Proba:
+    """Binary ``SVC.decision_function`` for dense input: libsvm's own call, as
+    ``BaseLibSVM._dense_decision_function`` makes it, without the checks around it."""
+    fitted = (
+        model.support_,
+        model.support_vectors_,
+        model._n_support,
+        model._dual_coef_,
+        model._intercept_,
+        model._probA,
+        model._probB,
+    )
+    options = {
+        "svm_type": LIBSVM_IMPL.index(model._impl),
+        "kernel": model.kernel,
+        "degree": model.degree,
+        "cache_size": model.cache_size,
+        "coef0": model.coef0,
+        "gamma": model._gamma,
+    }
+
+    def decision_function(X: np.ndarray) -> np.ndarray:
+        X = np.ascontiguousarray(X, dtype=np.float64)
+        return -libsvm.decision_function(X, *fitted, **options).ravel()
+
+    return decision_function
 
 
 def _lean_calibrated(calibrated: CalibratedClassifierCV) -> Proba | None:
