@@ -14,9 +14,9 @@ and an API token; starts ``medsight serve`` as a subprocess on a free loopback p
 another process, sends requests over ``--clients`` keep-alive connections (light asyncio
 clients on raw sockets, so the load generator does not take the server's CPU) for
 ``--seconds`` per endpoint after a warm-up that is not counted: tabular predict, image predict,
-image predict with Grad-CAM. A second server on the same data, with group commit off (each
-prediction in its own transaction), takes the same tabular load in the same run
-(``tabular_predict_without_group_commit``), unless ``--no-group-commit-comparison``.
+image predict with Grad-CAM. A second server on the same data, with group commit on (concurrent
+predictions in shared transactions), takes the same tabular load in the same run
+(``tabular_predict_with_group_commit``), unless ``--no-group-commit-comparison``.
 
 By default each client sends its next request as soon as it has the answer (a closed loop: the
 server is saturated, and by Little's law the median latency is about ``clients`` times the
@@ -173,7 +173,7 @@ def free_port() -> int:
 
 
 def start_server(
-    data_dir: Path, port: int, log: Path, workers: int, *, group_commit: bool = True
+    data_dir: Path, port: int, log: Path, workers: int, *, group_commit: bool = False
 ) -> subprocess.Popen[bytes]:
     """``medsight serve --workers N`` in its own process (no access log), output to ``log``."""
     env = {**os.environ, "MEDSIGHT_DATA_DIR": str(data_dir), "MEDSIGHT_ADMIN_PASSWORD": PASSWORD}
@@ -325,10 +325,10 @@ def drive(spec: dict[str, Any]) -> dict[str, Any]:
 
 
 def endpoint_specs(
-    base: str, token: str, png: bytes | None, args: argparse.Namespace, one_each: str | None
+    base: str, token: str, png: bytes | None, args: argparse.Namespace, grouped: str | None
 ) -> list[dict[str, Any]]:
-    """The endpoints to drive; ``one_each``: the base URL of a second server that stores each
-    prediction in its own transaction (group commit off), driven with the same tabular load."""
+    """The endpoints to drive; ``grouped``: the base URL of a second server with group commit
+    on, driven with the same tabular load."""
     headers = {"Authorization": f"Bearer {token}"}
     common = {
         "headers": headers,
@@ -347,12 +347,12 @@ def endpoint_specs(
             "warmup": args.warmup,
         }
     ]
-    if one_each is not None:
+    if grouped is not None:
         specs.append(
             {
                 **specs[0],
-                "name": "tabular_predict_without_group_commit",
-                "url": f"{one_each}/v1/predict/{TABULAR_TASK}",
+                "name": "tabular_predict_with_group_commit",
+                "url": f"{grouped}/v1/predict/{TABULAR_TASK}",
             }
         )
     if png is not None:
@@ -470,7 +470,7 @@ def main() -> None:
     parser.add_argument(
         "--no-group-commit-comparison",
         action="store_true",
-        help="skip the tabular endpoint of a second server with group commit off",
+        help="skip the tabular endpoint of a second server with group commit on",
     )
     args = parser.parse_args()
 
@@ -493,25 +493,25 @@ def main() -> None:
         log = folder / "server.log"
         server = start_server(data_dir, port, log, args.workers)
         servers = [server]
-        one_each: str | None = None
+        grouped: str | None = None
         if not args.no_group_commit_comparison:
             second = free_port()
-            one_each = f"http://127.0.0.1:{second}"
+            grouped = f"http://127.0.0.1:{second}"
             servers.append(
                 start_server(
-                    data_dir, second, folder / "server-2.log", args.workers, group_commit=False
+                    data_dir, second, folder / "server-2.log", args.workers, group_commit=True
                 )
             )
         results = []
         try:
             wait_ready(base, server)
             say(f"server ready on {base}")
-            if one_each is not None:
-                wait_ready(one_each, servers[1])
-                say(f"server with group commit off ready on {one_each}")
+            if grouped is not None:
+                wait_ready(grouped, servers[1])
+                say(f"server with group commit on ready on {grouped}")
             png = sample_png(image) if image is not None else None
             context = multiprocessing.get_context("spawn")
-            specs = endpoint_specs(base, token, png, args, one_each)
+            specs = endpoint_specs(base, token, png, args, grouped)
             by_name: dict[str, list[dict]] = {spec["name"]: [] for spec in specs}
             with context.Pool(1) as pool:  # the clients run in another process
                 for round_number in range(1, args.rounds + 1):

@@ -58,8 +58,11 @@ def _free_port() -> int:
 class Server:
     """``medsight serve`` in a subprocess on the data directory and database given."""
 
-    def __init__(self, data_dir: Path, database_url: str, log: Path) -> None:
+    def __init__(
+        self, data_dir: Path, database_url: str, log: Path, *, group_commit: bool = False
+    ) -> None:
         self.data_dir, self.database_url, self.log = data_dir, database_url, log
+        self.group_commit = group_commit
         self.process: subprocess.Popen[bytes] | None = None
         self.base = ""
 
@@ -71,6 +74,7 @@ class Server:
             "MEDSIGHT_DATA_DIR": str(self.data_dir),
             "MEDSIGHT_DATABASE_URL": self.database_url,
             "MEDSIGHT_ADMIN_PASSWORD": "durability admin password",
+            "MEDSIGHT_GROUP_COMMIT": "true" if self.group_commit else "false",
         }
         command = [sys.executable, "-c", ENTRY, "serve", "--port", str(port)]
         command += ["--log-level", "warning", "--no-access-log"]
@@ -216,15 +220,16 @@ def test_acknowledged_feedback_survives_sigkill_exactly_once(
         server.stop()
 
 
+@pytest.mark.parametrize("group_commit", [False, True], ids=["one-each", "group-commit"])
 def test_acknowledged_predictions_survive_sigkill_exactly_once_with_their_audit_lines(
-    database: Database, tabular_bundle: Path, tmp_path: Path
+    database: Database, tabular_bundle: Path, tmp_path: Path, group_commit: bool
 ) -> None:
-    """Predictions are stored by group commit (shared transactions); an answered one is stored,
-    once, with its audit line, whatever the kill interrupted."""
+    """An answered prediction is stored, once, with its audit line, whatever the kill
+    interrupted: one transaction each, or shared ones (group commit, SQLite only)."""
     data_dir = tmp_path / "data"
     token = _set_up(database, data_dir, tabular_bundle)
     url = database.url.render_as_string(hide_password=False)
-    server = Server(data_dir, url, tmp_path / "server.log")
+    server = Server(data_dir, url, tmp_path / "server.log", group_commit=group_commit)
     rows = make_risk_table(50, seed=6).drop(columns=["disease"]).to_dict("records")
 
     def prediction(worker: int, i: int) -> Request:

@@ -95,7 +95,7 @@ class ServiceState:
 
     def store(self, work: Callable[[Session], T]) -> Future[T]:
         """Run ``work`` in a writing transaction: on SQLite a shared one with concurrent
-        requests' works (group commit, unless ``group_commit: false``), else its own. The future
+        requests' works when ``group_commit`` is on, else its own. The future
         is set after the commit.
 
         PostgreSQL always gets one transaction per request: it overlaps the commits of
