@@ -111,31 +111,34 @@ class GroupCommit:
 
     def _write(self, batch: list[_Pending]) -> None:
         live = [p for p in batch if p.future.set_running_or_notify_cancel()]
-        if not live:
+        if len(live) == 1:
+            self.transactions += 1
+            write_alone(self._transaction, live[0].work, live[0].future)
+        if len(live) <= 1:
             return
         self.transactions += 1
         try:
             with self._transaction() as session:
                 results = [p.work(session) for p in live]
-        except Exception as exc:
-            if len(live) == 1:
-                live[0].future.set_exception(exc)
-                return
+        except Exception:
             log.warning(
                 "a shared transaction of %d writes failed; writing them one by one", len(live)
             )
             for pending in live:
-                self._write_alone(pending)
+                self.transactions += 1
+                write_alone(self._transaction, pending.work, pending.future)
             return
         for pending, result in zip(live, results, strict=True):
             pending.future.set_result(result)
 
-    def _write_alone(self, pending: _Pending) -> None:
-        self.transactions += 1
-        try:
-            with self._transaction() as session:
-                result = pending.work(session)
-        except Exception as exc:
-            pending.future.set_exception(exc)
-        else:
-            pending.future.set_result(result)
+
+def write_alone(transaction: Transaction, work: Callable[[Session], T], future: Future[T]) -> None:
+    """Run ``work`` in a transaction of its own; its result (after the commit) or its exception
+    goes into ``future``."""
+    try:
+        with transaction() as session:
+            result = work(session)
+    except Exception as exc:
+        future.set_exception(exc)
+    else:
+        future.set_result(result)

@@ -29,7 +29,7 @@ from sqlalchemy.orm import Session
 
 from medsight.registry import ModelRegistry
 from medsight.serve.errors import NoProductionModelError
-from medsight.serve.group_commit import GroupCommit
+from medsight.serve.group_commit import GroupCommit, write_alone
 from medsight.serve.predictors import Predictor, PredictorCache, Served
 from medsight.serve.recent import CheckedTokens, Recent
 from medsight.serve.settings import ServeSettings
@@ -104,13 +104,7 @@ class ServiceState:
         if self.settings.group_commit and self.serialise_writes:
             return self._group_commit.submit(work)
         future: Future[T] = Future()
-        try:
-            with self.write() as session:
-                result = work(session)
-        except Exception as exc:
-            future.set_exception(exc)
-        else:
-            future.set_result(result)
+        write_alone(self.write, work, future)
         return future
 
     @property
