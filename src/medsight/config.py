@@ -121,6 +121,8 @@ class AugmentConfig(_Strict):
     affine_probability: float = Field(1.0, ge=0.0, le=1.0)
     gamma: float = Field(1.2, ge=1.0, le=3.0)
     noise_std: float = Field(0.0, ge=0.0)
+    # the same draws per image, made for a whole batch at once (medsight.transforms.batch_augment)
+    batched: bool = False
 
 
 class EngineSettings(_Strict):
@@ -148,6 +150,7 @@ class EngineSettings(_Strict):
     amp: Literal["auto", "native", "on", "off"] = "auto"
     ema_decay: float | None = Field(None, gt=0.0, lt=1.0)  # validate and keep an EMA of weights
     device: str = "auto"
+    channels_last: bool = True  # image batches in channels-last memory: faster convolutions
     num_workers: int = Field(0, ge=0)
     tta: bool = True
 

@@ -325,3 +325,16 @@ def test_native_amp_follows_the_cpu(native: bool, monkeypatch: pytest.MonkeyPatc
     trainer = Trainer(tiny_cnn(), config(amp="native", device="cpu"))
     assert trainer.amp_dtype == (torch.bfloat16 if native else None)
     assert Trainer(tiny_cnn(), config(amp="auto", device="cpu")).amp_dtype is None
+
+
+def test_channels_last_changes_the_memory_layout_not_the_result() -> None:
+    strides, probabilities = {}, {}
+    for last in (True, False):
+        trainer = Trainer(tiny_cnn(), config(channels_last=last))
+        strides[last] = trainer.model.features[0].weight.stride()  # (6, 1, 3, 3)
+        probabilities[last] = trainer.predict_proba(toy(96, 3, augment=False))
+    assert strides == {True: (9, 1, 3, 1), False: (9, 9, 3, 1)}  # channels stored last or not
+    assert np.allclose(probabilities[True], probabilities[False], atol=1e-6)
+    # training draws dropout masks in memory order, so the runs differ, but both learn
+    result = Trainer(tiny_cnn(), config(channels_last=True)).fit(toy(192, 1), toy(96, 2))
+    assert result.best_score > 0.9

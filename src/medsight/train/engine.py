@@ -112,6 +112,11 @@ class EngineConfig:
     # buffers, updated after every optimiser step (e.g. 0.98); None keeps the raw weights.
     ema_decay: float | None = None
     device: str = "auto"  # "auto": cuda if available else cpu; ignored under DDP
+    # image batches (N, C, H, W) and 2D convolution weights in channels-last memory: the same
+    # model, but oneDNN and cuDNN convolutions run faster on it (1.2-1.6x for small_cnn on a
+    # 2-core CPU); float rounding and the memory order of dropout masks differ; other inputs
+    # are untouched
+    channels_last: bool = True
     seed: int = 0
     num_workers: int = 0
     progress: bool = True  # Rich progress bar (main rank only)
@@ -373,6 +378,8 @@ class Trainer:
         self.ctx = distributed or current_context()
         self.device = self.ctx.device if self.ctx.is_distributed else self._resolve_device()
         self.model = model.to(self.device)
+        if self.config.channels_last:
+            self.model.to(memory_format=torch.channels_last)  # 4D weights only
         self.checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir is not None else None
         self.loss_fn = loss_fn
         self.amp_dtype = self._resolve_amp()
@@ -410,6 +417,14 @@ class Trainer:
         if amp == "on":
             raise ConfigError(f"EngineConfig.amp='on' is not supported on {self.device.type}")
         return None
+
+    def _to_device(self, x: Tensor) -> Tensor:
+        """A batch on the training device, image batches in channels-last memory if asked."""
+        last = self.config.channels_last and x.dim() == 4
+        memory_format = torch.channels_last if last else torch.preserve_format
+        return x.to(
+            self.device, non_blocking=self.device.type == "cuda", memory_format=memory_format
+        )
 
     def _autocast(self) -> contextlib.AbstractContextManager[Any]:
         if self.amp_dtype is None:
@@ -661,7 +676,7 @@ class Trainer:
         start = time.perf_counter()
         mix = self._mixup(epoch)
         for step, (x, y) in enumerate(loader, start=1):
-            x = x.to(device, non_blocking=non_blocking)
+            x = self._to_device(x)
             y = y.to(device, dtype=torch.long, non_blocking=non_blocking)
             with self._autocast():
                 loss = criterion(net(x), y) if mix is None else mix(net, criterion, x, y)
@@ -739,7 +754,7 @@ class Trainer:
         outputs = []
         for batch in batches:
             x = batch[0] if isinstance(batch, list | tuple) else batch
-            x = x.to(self.device, non_blocking=self.device.type == "cuda")
+            x = self._to_device(x)
             with self._autocast() if autocast else contextlib.nullcontext():
                 if softmax:
                     out = sum(

@@ -18,13 +18,20 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from medsight.config import AugmentConfig
+from medsight.transforms.batch_augment import BatchAugment
 
 BatchFunction = Callable[[torch.Tensor], torch.Tensor]
 TTA_AXES = {"flip_horizontal": -1, "flip_vertical": -2}
 
 
 def build_train_transform(config: AugmentConfig, image_size: int):
-    """MONAI random transforms for ``(C, H, W)`` tensors in [0, 1]; ``None`` when all are off."""
+    """The training augmentation for images in [0, 1]: a :class:`BatchAugment` when
+    ``config.batched``, else MONAI random transforms for one ``(C, H, W)`` tensor at a time;
+    ``None`` when all are off."""
+    if not _any_augmentation(config):
+        return None
+    if config.batched:
+        return BatchAugment(config)
     from monai.transforms import (
         Compose,
         RandAdjustContrast,
@@ -53,7 +60,19 @@ def build_train_transform(config: AugmentConfig, image_size: int):
         steps.append(RandAdjustContrast(prob=1.0, gamma=(1.0 / config.gamma, config.gamma)))
     if config.noise_std:
         steps.append(RandGaussianNoise(prob=0.5, std=config.noise_std))
-    return Compose(steps) if steps else None
+    return Compose(steps)
+
+
+def _any_augmentation(config: AugmentConfig) -> bool:
+    return bool(
+        config.flip_horizontal
+        or config.flip_vertical
+        or config.rotate_degrees
+        or config.zoom
+        or config.translate
+        or config.gamma > 1.0
+        or config.noise_std
+    )
 
 
 def tta_names(config: AugmentConfig) -> list[str]:
@@ -73,9 +92,11 @@ def _flipper(axis: int) -> BatchFunction:
 class ImageTensorDataset(Dataset):
     """In-memory images ``(N, C, H, W)`` with labels; random augmentation reseeded every epoch.
 
-    ``set_epoch`` (called by the training engine) reseeds the transforms from (seed, epoch, rank),
-    so a resumed run draws exactly the augmentations an uninterrupted one would have. In
-    DataLoader workers ``seed_worker`` adds the worker id, so workers do not repeat each other.
+    ``transform`` is MONAI's per-image pipeline or a :class:`BatchAugment`, which the DataLoader
+    calls once per batch (through ``__getitems__``). ``set_epoch`` (called by the training
+    engine) reseeds either from (seed, epoch, rank), so a resumed run draws exactly the
+    augmentations an uninterrupted one would have. In DataLoader workers ``seed_worker`` adds the
+    worker id, so workers do not repeat each other.
     """
 
     def __init__(
@@ -93,6 +114,7 @@ class ImageTensorDataset(Dataset):
         self.seed = seed
         self.rank = rank
         self.epoch = 0
+        self._generator = torch.Generator()
         self.set_epoch(0)
 
     def __len__(self) -> int:
@@ -108,16 +130,30 @@ class ImageTensorDataset(Dataset):
         self._reseed(worker=worker_id)
 
     def _reseed(self, worker: int) -> None:
-        if self.transform is not None:
-            key = f"{self.seed}:{self.epoch}:{self.rank}" + (f":{worker}" if worker else "")
-            self.transform.set_random_state(seed=zlib.crc32(key.encode()))
+        key = f"{self.seed}:{self.epoch}:{self.rank}" + (f":{worker}" if worker else "")
+        seed = zlib.crc32(key.encode())
+        if isinstance(self.transform, BatchAugment):
+            self._generator.manual_seed(seed)
+        elif self.transform is not None:
+            self.transform.set_random_state(seed=seed)
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        if isinstance(self.transform, BatchAugment):
+            return self.__getitems__([index])[0]
         image = self.images[index]
         if self.transform is not None:
             image = self.transform(image)
             image = image.as_tensor() if hasattr(image, "as_tensor") else torch.as_tensor(image)
         return image, self.labels[index]
+
+    def __getitems__(self, indices: list[int]) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """The images at ``indices`` (a DataLoader batch), augmented together when the
+        transform is a :class:`BatchAugment`."""
+        if not isinstance(self.transform, BatchAugment):
+            return [self[index] for index in indices]
+        selected = torch.as_tensor(indices, dtype=torch.long)
+        images = self.transform(self.images[selected], self._generator)
+        return list(zip(images.unbind(0), self.labels[selected].unbind(0), strict=True))
 
 
 class Standardize(nn.Module):
