@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pytest
 import torch
 
 from medsight.bundle.image import ImageBundle
@@ -44,13 +46,18 @@ def test_ensemble_gradcam_is_the_mean_of_member_maps() -> None:
     assert np.allclose(maps, np.where(peak > 0, mean / np.maximum(peak, 1e-12), 0), atol=1e-5)
 
 
-def test_ensemble_run_trains_each_member_and_bundles_them(tmp_path: Path) -> None:
+def test_ensemble_run_trains_each_member_and_bundles_them(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     config = ImageTrainConfig(data=ImageDataConfig(path="phantom"), output_dir=tmp_path, name="ens")
     config.model.ensemble = 2
     config.model.params = {"width": 8}
     config.engine.epochs = 2
-    result = run_image(config, progress=False)
+    with caplog.at_level(logging.INFO, logger="medsight.tasks.image"):
+        result = run_image(config, progress=False)
     assert len(result.trained.fits) == 2
+    done = [r.getMessage() for r in caplog.records if "ensemble member" in r.getMessage()]
+    assert [m.split(":")[0] for m in done] == ["ensemble member 1/2", "ensemble member 2/2"]
     history = pd.read_csv(result.run_dir / "history.csv")
     assert history.groupby("member")["epoch"].max().tolist() == [2, 2]
     bundle = ImageBundle.load(result.bundle_path)

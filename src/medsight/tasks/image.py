@@ -10,6 +10,7 @@ import json
 import logging
 import re
 import shutil
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -162,7 +163,19 @@ def train_image_model(
             checkpoint_dir=_member_folder(checkpoint_dir, index, len(members)),
             distributed=distributed,
         )
+        started = time.perf_counter()
         fits.append(trainer.fit(train, val, resume=resume))
+        if distributed is None or distributed.is_main:
+            logger.info(
+                "ensemble member %d/%d: best epoch %d of %d, %s %.4f, %.0f s",
+                index + 1,
+                len(members),
+                fits[-1].best_epoch,
+                fits[-1].epochs_run,
+                fits[-1].monitored,
+                fits[-1].best_score,
+                time.perf_counter() - started,
+            )
     tta = tta_names(config.augment) if config.engine.tta else []
     predictor = Trainer(model, engine_config(config.engine, config.seed, n_train=1))
     test = ImageTensorDataset(splits.test.images, splits.test.labels)
