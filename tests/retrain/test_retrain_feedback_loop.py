@@ -89,6 +89,10 @@ def test_corrected_labels_make_a_better_challenger_that_is_promoted(
     assert bundle.metadata["config"]["model"]["name"] == "logistic"  # the next retrain's config
     assert bundle.metadata["config"]["data"]["path"] == str((tmp_path / "original.csv").resolve())
     assert set(bundle.metadata["metrics"]) >= {"auroc", "sensitivity"}
+    card = bundle.model_card
+    assert "Challenger retrained from" in card and "with the same recipe (logistic)" in card
+    assert "- Training rows: " in card and "clinician feedback cases" in card
+    assert "Early stopping" not in card  # a scikit-learn model is not early-stopped
 
 
 def test_poisoned_labels_are_refused_and_the_champion_stays(

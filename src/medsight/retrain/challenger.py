@@ -54,11 +54,12 @@ def retraining_provenance(
     }
 
 
-def split_model_card(
+def challenger_model_card(
     metadata: dict[str, Any], challenge: Challenge, noun: str, closing: Sequence[str]
 ) -> str:
-    """The model card of a challenger trained on the champion's own splits (``noun``: the cases,
-    e.g. ``"images"``); ``closing`` lines follow the figures, then the notes."""
+    """The model card of a challenger (``noun``: the cases, e.g. ``"images"``); the early-stopping
+    line appears when it was early-stopped on validation cases (``validation_rows``); ``closing``
+    lines follow the figures, then the notes."""
     origin = metadata["retrained_from"]
     counts = challenge.counts
     lines = [
@@ -70,7 +71,11 @@ def split_model_card(
         f"- Training {noun}: {counts['training_rows']} ({counts['original_training_rows']} "
         f"original, {counts['feedback_used']} clinician feedback cases: "
         f"{counts['feedback_confirmed']} confirmed, {counts['feedback_corrected']} corrected)",
-        f"- Early stopping on {counts['validation_rows']} original validation {noun}",
+        *(
+            [f"- Early stopping on {counts['validation_rows']} original validation {noun}"]
+            if "validation_rows" in counts
+            else []
+        ),
         f"- Compared with the champion on {counts['holdout_rows']} held-out {noun}: "
         f"{challenge.sources['holdout']}",
         "",

@@ -50,11 +50,11 @@ from medsight.retrain.base import (
     UnusableCase,
 )
 from medsight.retrain.challenger import (
+    challenger_model_card,
     class_of,
     copy_scored_bundle,
     feedback_counts,
     retraining_provenance,
-    split_model_card,
 )
 from medsight.retrain.feedback_split import holdout_notes, split_out_feedback
 from medsight.retrain.recipe import champion_config, locate_original
@@ -393,7 +393,7 @@ def _signal_keys(data: EcgSet) -> list[str]:
 
 
 def _model_card(metadata: dict[str, Any], challenge: Challenge, positive: str) -> str:
-    return split_model_card(
+    return challenger_model_card(
         metadata,
         challenge,
         "records",

@@ -39,11 +39,11 @@ from medsight.retrain.base import (
     UnusableCase,
 )
 from medsight.retrain.challenger import (
+    challenger_model_card,
     class_of,
     copy_scored_bundle,
     feedback_counts,
     retraining_provenance,
-    split_model_card,
 )
 from medsight.retrain.feedback_split import holdout_notes, split_out_feedback
 from medsight.retrain.recipe import champion_config, locate_original
@@ -170,7 +170,7 @@ class ImageRetrainer:
             "config": payload.config.model_dump(mode="json"),
             **metadata,
         }
-        card = split_model_card(
+        card = challenger_model_card(
             full, challenge, "images", ["Metrics in bundle.json are from that held-out comparison."]
         )
         folder = copy_scored_bundle(

@@ -32,7 +32,11 @@ from medsight.retrain.base import (
     RetrainOptions,
     UnusableCase,
 )
-from medsight.retrain.challenger import feedback_counts, retraining_provenance
+from medsight.retrain.challenger import (
+    challenger_model_card,
+    feedback_counts,
+    retraining_provenance,
+)
 from medsight.retrain.holdout import holdout_split
 from medsight.retrain.recipe import champion_config, locate_original
 from medsight.tasks.tabular import prepare_table
@@ -205,7 +209,9 @@ class TabularRetrainer:
             **metadata,
         }
         bundle = TabularBundle.from_fit(payload.fitted, payload.schema, payload.X, full)
-        bundle.model_card = _model_card(full, challenge)
+        bundle.model_card = challenger_model_card(
+            full, challenge, "rows", ["Metrics in bundle.json are from that held-out comparison."]
+        )
         return bundle.save(folder)
 
 
@@ -293,24 +299,3 @@ def _groups(frame: pd.DataFrame, schema: TableSchema) -> np.ndarray | None:
     if schema.patient_id and schema.patient_id in frame.columns:
         return frame[schema.patient_id].astype(str).to_numpy()
     return None
-
-
-def _model_card(metadata: dict[str, Any], challenge: Challenge) -> str:
-    origin = metadata["retrained_from"]
-    counts = challenge.counts
-    lines = [
-        f"# {metadata['name']}",
-        "",
-        f"Challenger retrained from {origin['task']} v{origin['version']} ({origin['name']}) "
-        f"with the same configuration ('{metadata['model']}').",
-        "",
-        f"- Training rows: {counts['training_rows']} ({counts['original_training_rows']} "
-        f"original, {counts['feedback_used']} clinician feedback cases: "
-        f"{counts['feedback_confirmed']} confirmed, {counts['feedback_corrected']} corrected)",
-        f"- Compared with the champion on {counts['holdout_rows']} held-out cases: "
-        f"{challenge.sources['holdout']}",
-        "",
-        "Metrics in bundle.json are from that held-out comparison.",
-    ]
-    lines += [f"\nNote: {note}" for note in challenge.notes]
-    return "\n".join(lines) + "\n"
