@@ -121,8 +121,10 @@ class AugmentConfig(_Strict):
     affine_probability: float = Field(1.0, ge=0.0, le=1.0)
     gamma: float = Field(1.2, ge=1.0, le=3.0)
     noise_std: float = Field(0.0, ge=0.0)
-    # the same draws per image, made for a whole batch at once (medsight.transforms.batch_augment)
-    batched: bool = False
+    # the same draws per image, made for a whole batch at once (medsight.transforms.batch_augment):
+    # 5-fold CV on BreastMNIST train+val against a rule fixed first, ensemble AUROC 0.896 -> 0.895,
+    # accuracy 0.859 -> 0.856 (non-inferior), 164 -> 67 s per network (docs/architecture.md)
+    batched: bool = True
 
 
 class EngineSettings(_Strict):

@@ -62,8 +62,8 @@ def test_loader_workers_draw_different_augmentations_reproducibly(batched: bool)
 
 
 def test_the_batched_transform_is_chosen_by_the_config() -> None:
-    assert isinstance(build_train_transform(AugmentConfig(batched=True), 28), BatchAugment)
-    assert not isinstance(build_train_transform(AugmentConfig(), 28), BatchAugment)
+    assert isinstance(build_train_transform(AugmentConfig(), 28), BatchAugment)  # the default
+    assert not isinstance(build_train_transform(AugmentConfig(batched=False), 28), BatchAugment)
     nothing = AugmentConfig(
         flip_horizontal=False, rotate_degrees=0, zoom=0, translate=0, gamma=1.0, batched=True
     )
