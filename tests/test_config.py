@@ -59,3 +59,20 @@ def test_a_partial_engine_section_keeps_the_task_defaults() -> None:
     )
     image = parse_config({"task": "image-classification", "engine": {"epochs": 3}}, source="t")
     assert image.engine.epochs == 3 and image.engine.max_steps == 3000 and image.engine.tta
+
+
+def test_engine_settings_reach_the_engine() -> None:
+    from medsight.train.settings import engine_config
+
+    image = parse_config(
+        {"task": "image-classification", "engine": {"monitor": "loss", "channels_last": False}},
+        source="t",
+    )
+    engine = engine_config(image.engine, seed=3, n_train=100)
+    assert (engine.monitor, engine.channels_last, engine.seed) == ("loss", False, 3)
+    assert (
+        engine_config(parse_config({"task": "image-classification"}).engine, 0, n_train=1).monitor
+        == "auroc"
+    )
+    with pytest.raises(ConfigError, match="monitor"):
+        parse_config({"task": "image-classification", "engine": {"monitor": "f1"}}, source="t")

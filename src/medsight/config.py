@@ -141,6 +141,9 @@ class EngineSettings(_Strict):
     weight_decay: float = Field(1e-4, ge=0.0)
     warmup_fraction: float = Field(0.05, ge=0.0, lt=1.0)
     patience: int | None = Field(50, ge=1)
+    # what early stopping and the kept epoch follow: val AUROC (ranking), or val loss (ranking
+    # and calibration: the kept model's probabilities fit the 0.5 decision better)
+    monitor: Literal["auroc", "loss"] = "auroc"
     # weights: 5-fold CV on BreastMNIST train+val (test untouched) against a rule fixed first:
     # ensemble accuracy 0.845 -> 0.859, AUROC 0.887 -> 0.896 (docs/architecture.md)
     class_balance: Literal["none", "weights", "sampler"] = "weights"
