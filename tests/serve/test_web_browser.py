@@ -125,11 +125,12 @@ def test_clinician_enters_a_case_and_corrects_it(server, page) -> None:
     expect(page.get_by_role("heading", name="Why")).to_be_visible()
 
     correct = "no" if label == "yes" else "yes"
-    page.get_by_label("Comment (optional; no patient names)").fill("Angiography was negative.")
+    comment = f"Angiography was {'positive' if correct == 'yes' else 'negative'}."
+    page.get_by_label("Comment (optional; no patient names)").fill(comment)
     page.get_by_label("correct to").select_option(correct)
     page.get_by_role("button", name="Save correction").click()
     expect(page.locator(".verdict")).to_contain_text(f"Corrected to “{correct}”")
-    expect(page.locator(".verdict")).to_contain_text("Angiography was negative.")
+    expect(page.locator(".verdict")).to_contain_text(comment)
 
     shot = ARTIFACTS / "web_result.png"
     page.screenshot(path=str(shot), full_page=True)
@@ -140,7 +141,7 @@ def test_clinician_enters_a_case_and_corrects_it(server, page) -> None:
         feedback = session.scalars(select(Feedback)).one()
         assert (feedback.prediction_id, feedback.user_id) == (prediction_id, alice.id)
         assert (str(feedback.verdict), feedback.label) == ("corrected", correct)
-        assert feedback.comment == "Angiography was negative."
+        assert feedback.comment == comment
         events = session.scalars(select(AuditEvent).where(AuditEvent.actor_id == alice.id)).all()
         actions = {(e.action, e.target_id) for e in events}
         assert ("login", "") in actions
