@@ -111,10 +111,9 @@ class GroupCommit:
 
     def _write(self, batch: list[_Pending]) -> None:
         live = [p for p in batch if p.future.set_running_or_notify_cancel()]
-        if len(live) == 1:
-            self.transactions += 1
-            write_alone(self._transaction, live[0].work, live[0].future)
         if len(live) <= 1:
+            for pending in live:
+                self._write_alone(pending)
             return
         self.transactions += 1
         try:
@@ -125,11 +124,14 @@ class GroupCommit:
                 "a shared transaction of %d writes failed; writing them one by one", len(live)
             )
             for pending in live:
-                self.transactions += 1
-                write_alone(self._transaction, pending.work, pending.future)
+                self._write_alone(pending)
             return
         for pending, result in zip(live, results, strict=True):
             pending.future.set_result(result)
+
+    def _write_alone(self, pending: _Pending) -> None:
+        self.transactions += 1
+        write_alone(self._transaction, pending.work, pending.future)
 
 
 def write_alone(transaction: Transaction, work: Callable[[Session], T], future: Future[T]) -> None:
