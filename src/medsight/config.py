@@ -121,6 +121,10 @@ class AugmentConfig(_Strict):
     affine_probability: float = Field(1.0, ge=0.0, le=1.0)
     gamma: float = Field(1.2, ge=1.0, le=3.0)
     noise_std: float = Field(0.0, ge=0.0)
+    # random erasing (cutout): with this probability a square of erase_size x the image side is
+    # filled with uniform noise in the image's own range (MONAI RandCoarseDropout's default fill)
+    erase_probability: float = Field(0.0, ge=0.0, le=1.0)
+    erase_size: float = Field(0.25, gt=0.0, le=1.0)
     # the same draws per image, made for a whole batch at once (medsight.transforms.batch_augment):
     # 5-fold CV on BreastMNIST train+val against a rule fixed first, ensemble AUROC 0.896 -> 0.895,
     # accuracy 0.859 -> 0.856 (non-inferior), 164 -> 67 s per network (docs/architecture.md)
@@ -154,6 +158,9 @@ class EngineSettings(_Strict):
     # on: bf16 on the CPU or an error where the CPU lacks it; off: fp32 everywhere
     amp: Literal["auto", "native", "on", "off"] = "auto"
     ema_decay: float | None = Field(None, gt=0.0, lt=1.0)  # validate and keep an EMA of weights
+    # stochastic weight averaging: from this fraction of the epochs on, validate and keep the equal
+    # average of the end-of-epoch weights (not with ema_decay)
+    swa_start: float | None = Field(None, gt=0.0, lt=1.0)
     device: str = "auto"
     channels_last: bool = True  # image batches in channels-last memory: faster convolutions
     num_workers: int = Field(0, ge=0)

@@ -222,6 +222,8 @@ def test_bad_inputs_raise_clear_errors(tmp_path: Path) -> None:
         ("seed", -1),
         ("ema_decay", 1.0),
         ("ema_decay", 0.0),
+        ("swa_start", 0.0),
+        ("swa_start", 1.0),
         ("mixup_alpha", -0.5),
     ],
 )
@@ -271,6 +273,44 @@ def test_ema_keeps_the_moving_average_of_the_raw_trajectory() -> None:
     for name, tensor in expected.items():
         torch.testing.assert_close(kept[name].detach(), tensor, rtol=0, atol=1e-6)
         assert not torch.allclose(kept[name], steps[-1][name]), name
+
+
+def test_swa_cannot_be_combined_with_ema() -> None:
+    with pytest.raises(ConfigError, match=r"swa_start.*ema_decay"):
+        EngineConfig(swa_start=0.5, ema_decay=0.9)
+
+
+def test_swa_keeps_an_equal_average_of_the_epochs_from_its_start() -> None:
+    """With 4 epochs and swa_start 0.5 the kept weights and BatchNorm buffers are w_3 or
+    (w_3 + w_4) / 2 of the raw end-of-epoch weights, whichever validated better, and the raw
+    trajectory is that of a run without averaging."""
+    ends: list[dict[str, torch.Tensor]] = []
+    raw = Trainer(tiny_cnn(seed=3), config(epochs=4, batch_size=16))
+    validate = raw._validate
+
+    def recording(model: nn.Module, *args: object) -> object:
+        ends.append(_state(model))  # without averaging, validation sees the raw weights
+        return validate(model, *args)
+
+    raw._validate = recording  # type: ignore[method-assign]
+    raw.fit(toy(64, 1), toy(32, 2))
+    assert len(ends) == 4
+    w3, w4 = ends[2], ends[3]
+
+    averaged = Trainer(tiny_cnn(seed=3), config(epochs=4, batch_size=16, swa_start=0.5))
+    result = averaged.fit(toy(64, 1), toy(32, 2))
+    assert averaged.first_kept_epoch == 3 and result.best_epoch in (3, 4)
+    expected = w3 if result.best_epoch == 3 else {k: (w3[k] + w4[k]) / 2 for k in w3}
+    kept = _state(averaged.model)
+    for name, tensor in kept.items():
+        if tensor.is_floating_point():
+            torch.testing.assert_close(tensor, expected[name], rtol=0, atol=1e-6)
+    if result.best_epoch == 4:
+        assert any(not torch.allclose(kept[k], w4[k]) for k in kept if kept[k].is_floating_point())
+
+
+def _state(module: nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in module.state_dict().items()}
 
 
 def test_mixup_trains_on_blends_of_example_pairs_weighted_from_beta() -> None:

@@ -92,12 +92,13 @@ def test_interrupted_in_process_resume_is_exact(tmp_path: Path) -> None:
     assert [r.val_loss for r in result.history] == [r.val_loss for r in ref_result.history]
 
 
-def test_resume_restores_the_weight_average(tmp_path: Path) -> None:
-    ref, ref_result, _ = fit_toy(tmp_path / "a", ema_decay=0.8)
+@pytest.mark.parametrize("average", [{"ema_decay": 0.8}, {"swa_start": 0.3}], ids=["ema", "swa"])
+def test_resume_restores_the_weight_average(tmp_path: Path, average: dict[str, float]) -> None:
+    ref, ref_result, _ = fit_toy(tmp_path / "a", **average)
     with pytest.raises(KeyboardInterrupt):
-        fit_toy(tmp_path / "b", raise_at=(2, 20), ema_decay=0.8)
+        fit_toy(tmp_path / "b", raise_at=(2, 20), **average)
     assert load_checkpoint(tmp_path / "b" / "last.pt")["ema"] is not None
-    again, result, _ = fit_toy(tmp_path / "b", resume=True, init_seed=5, ema_decay=0.8)
+    again, result, _ = fit_toy(tmp_path / "b", resume=True, init_seed=5, **average)
     for name, tensor in ref.model.state_dict().items():
         assert torch.equal(tensor, again.model.state_dict()[name]), name
     assert [r.val_loss for r in result.history] == [r.val_loss for r in ref_result.history]

@@ -130,3 +130,46 @@ def test_the_same_generator_state_gives_the_same_batch() -> None:
     first = augment(images, torch.Generator().manual_seed(7))
     assert torch.equal(first, augment(images, torch.Generator().manual_seed(7)))
     assert not torch.equal(first, augment(images, torch.Generator().manual_seed(8)))
+
+
+@pytest.mark.parametrize("batched", [True, False], ids=["batched", "monai"])
+def test_erasing_fills_one_square_in_the_chosen_fraction_with_in_range_noise(
+    batched: bool,
+) -> None:
+    """Random erasing changes one 7x7 square (a quarter of 28 px) of about 60% of the images,
+    fills it with noise inside each image's own range, and leaves every other pixel alone."""
+    from medsight.transforms.image import build_train_transform
+
+    config = AugmentConfig(**OFF, erase_probability=0.6, erase_size=0.25, batched=batched)
+    images = 0.2 + 0.5 * _images(200)  # values in [0.2, 0.7]
+    augment = build_train_transform(config, 28)
+    if batched:
+        out = augment(images, torch.Generator().manual_seed(0))
+    else:
+        augment.set_random_state(0)
+        out = torch.stack([torch.as_tensor(augment(image.clone())) for image in images])
+    changed = out != images
+    erased = changed.flatten(1).any(1)
+    assert 95 < int(erased.sum()) < 145
+    for image, mask, result in zip(images[erased], changed[erased], out[erased], strict=True):
+        rows = torch.nonzero(mask[0].any(1)).flatten()
+        cols = torch.nonzero(mask[0].any(0)).flatten()
+        assert len(rows) == 7 and len(cols) == 7  # one square, nothing outside it
+        assert int(rows[-1] - rows[0]) == 6 and int(cols[-1] - cols[0]) == 6
+        square = result[0, rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
+        assert float(square.min()) >= float(image.min()) - 1e-6
+        assert float(square.max()) <= float(image.max()) + 1e-6
+        assert float(square.std()) > 0.05  # noise, not a constant fill
+
+
+def test_in_place_monai_erasing_leaves_the_stored_images_alone() -> None:
+    """MONAI's RandCoarseDropout fills holes in place; the dataset hands it a copy."""
+    from medsight.transforms.image import ImageTensorDataset, build_train_transform
+
+    config = AugmentConfig(**OFF, erase_probability=1.0, batched=False)
+    original = _images(4)
+    transform = build_train_transform(config, 28)
+    data = ImageTensorDataset(original.numpy().copy(), [0, 1, 0, 1], transform)
+    out = torch.stack([data[i][0] for i in range(4)])
+    assert not torch.equal(out, original)  # erased
+    assert torch.equal(data.images, original)

@@ -3,9 +3,10 @@
 `Trainer` fits an ``nn.Module`` that maps a batch ``x`` to logits ``(N, n_classes)`` (binary tasks
 use two logits and softmax) on map-style datasets yielding ``(x, label)``. It does AdamW with linear
 warm-up then cosine decay stepped per batch, class weights or a weighted sampler, AMP on CUDA
-(bf16 on CPUs that have it, on request), an optional exponential moving average (EMA) of the
-weights, early stopping on validation AUROC (or loss) with the best weights restored, an atomic
-checkpoint every epoch that ``fit(resume=True)`` continues from exactly, and DDP under torchrun.
+(bf16 on CPUs that have it, on request), an optional exponential moving average (EMA) or
+stochastic weight average (SWA) of the weights, early stopping on validation AUROC (or loss) with
+the best weights restored, an atomic checkpoint every epoch that ``fit(resume=True)`` continues
+from exactly, and DDP under torchrun.
 
 Determinism: the global Python/NumPy/torch generators are reseeded at the start of every epoch
 from ``(seed, epoch, rank)`` and the shuffling generator from the same key, and a dataset with a
@@ -111,6 +112,10 @@ class EngineConfig:
     # Validate, early-stop on and keep an exponential moving average of the weights and BatchNorm
     # buffers, updated after every optimiser step (e.g. 0.98); None keeps the raw weights.
     ema_decay: float | None = None
+    # Stochastic weight averaging (Izmailov et al. 2018): from the first epoch after this fraction
+    # of the epochs, validate, early-stop on and keep the equal average of the end-of-epoch weights
+    # and BatchNorm buffers; earlier epochs train but are not kept. None keeps the raw weights.
+    swa_start: float | None = None
     device: str = "auto"  # "auto": cuda if available else cpu; ignored under DDP
     # image batches (N, C, H, W) and 2D convolution weights in channels-last memory: the same
     # model, but oneDNN and cuDNN convolutions run faster on it (1.2-1.6x for small_cnn on a
@@ -163,6 +168,16 @@ class EngineConfig:
             self.ema_decay is None or 0.0 < self.ema_decay < 1.0,
             "ema_decay",
             "must be None or in (0, 1)",
+        )
+        need(
+            self.swa_start is None or 0.0 < self.swa_start < 1.0,
+            "swa_start",
+            "must be None or in (0, 1)",
+        )
+        need(
+            self.swa_start is None or self.ema_decay is None,
+            "swa_start",
+            "cannot be combined with ema_decay: both replace the kept weights by an average",
         )
         need(is_int(self.seed) and self.seed >= 0, "seed", "must be an integer >= 0")
         need(is_int(self.num_workers) and self.num_workers >= 0, "num_workers", "must be >= 0")
@@ -431,11 +446,22 @@ class Trainer:
             return contextlib.nullcontext()
         return torch.autocast(device_type=self.device.type, dtype=self.amp_dtype)
 
-    def _make_ema(self) -> AveragedModel | None:
-        decay = self.config.ema_decay
-        if decay is None:
-            return None
-        return AveragedModel(self.model, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)
+    def _make_average(self) -> AveragedModel | None:
+        """The averaged copy of the model that is validated and kept: an EMA updated after every
+        optimiser step, an equal (SWA) average updated after every epoch, or None."""
+        if self.config.ema_decay is not None:
+            ema = get_ema_multi_avg_fn(self.config.ema_decay)
+            return AveragedModel(self.model, multi_avg_fn=ema, use_buffers=True)
+        if self.config.swa_start is not None:
+            return AveragedModel(self.model, use_buffers=True)
+        return None
+
+    @property
+    def first_kept_epoch(self) -> int:
+        """The first epoch whose weights may be kept: SWA averages only from its start on."""
+        if self.config.swa_start is None:
+            return 1
+        return min(self.config.epochs, math.floor(self.config.swa_start * self.config.epochs) + 1)
 
     def _check_dataset(self, dataset: Dataset, role: str) -> np.ndarray:
         try:
@@ -576,7 +602,8 @@ class Trainer:
             optimizer, lambda step: warmup_cosine(step, warmup_steps, total_steps)
         )
         scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp_dtype == torch.float16)
-        ema = self._make_ema()
+        averaged = self._make_average()
+        per_step_average = averaged if self.config.ema_decay is not None else None
 
         monitored = "val_auroc"
         probe = np.eye(n_classes)[val_labels]
@@ -592,7 +619,7 @@ class Trainer:
         if not resume and earlier is not None and earlier.exists() and ctx.is_main:
             logger.info("%s holds an earlier run; it will be overwritten", earlier)
         if loaded is not None:
-            run = self._restore(loaded, optimizer, scheduler, scaler, ema)
+            run = self._restore(loaded, optimizer, scheduler, scaler, averaged)
             if run.finished:
                 return self._finish(run, monitored)
         else:
@@ -613,12 +640,20 @@ class Trainer:
                 loader = self._train_loader(train, sample_weights, epoch, drop_last)
                 progress.start_epoch(epoch, steps)
                 train_loss, seconds, images = self._train_epoch(
-                    net, loader, criterion, optimizer, scheduler, scaler, ema, epoch, progress
+                    net,
+                    loader,
+                    criterion,
+                    optimizer,
+                    scheduler,
+                    scaler,
+                    per_step_average,
+                    epoch,
+                    progress,
                 )
                 lr = cfg.learning_rate * warmup_cosine(
                     scheduler.last_epoch - 1, warmup_steps, total_steps
                 )
-                kept = self.model if ema is None else ema.module  # the weights validated and kept
+                kept = self._kept_after_epoch(averaged, epoch)  # the weights validated and kept
                 record = self._validate(kept, val, val_labels, epoch, monitored)
                 record.train_loss, record.learning_rate = train_loss, lr
                 record.train_seconds, record.train_images = seconds, images
@@ -628,12 +663,23 @@ class Trainer:
                 if ctx.is_main:
                     self._log_epoch(record, run)
                     if self.checkpoint_dir is not None:
-                        self._save(run, optimizer, scheduler, scaler, ema, sizes)
+                        self._save(run, optimizer, scheduler, scaler, averaged, sizes)
                 if run.finished:
                     break
         finally:
             progress.close()
         return self._finish(run, monitored)
+
+    def _kept_after_epoch(self, averaged: AveragedModel | None, epoch: int) -> nn.Module:
+        """The weights validated after ``epoch``: the EMA, the SWA average (updated here once
+        SWA has started), or the model itself."""
+        if averaged is None:
+            return self.model
+        if self.config.swa_start is not None:
+            if epoch < self.first_kept_epoch:
+                return self.model
+            averaged.update_parameters(self.model)  # the model is the same on every rank here
+        return averaged.module
 
     def _mixup(self, epoch: int) -> Callable[..., torch.Tensor] | None:
         """The mixed loss of a batch for this epoch (None without mixup); its draws come from a
@@ -803,8 +849,9 @@ class Trainer:
 
         Ties of the score (e.g. AUROC saturated at 1.0) go to the lower validation loss.
         """
-        improved = record.score > run.best_score or (
-            record.score == run.best_score and record.val_loss < run.best_val_loss
+        improved = record.epoch >= self.first_kept_epoch and (
+            record.score > run.best_score
+            or (record.score == run.best_score and record.val_loss < run.best_val_loss)
         )
         improved = bool(self.ctx.broadcast_object(improved))
         run.epoch = record.epoch
@@ -815,7 +862,7 @@ class Trainer:
             run.best_state = {
                 k: v.detach().to("cpu", copy=True) for k, v in kept.state_dict().items()
             }
-        else:
+        elif record.epoch >= self.first_kept_epoch:
             run.epochs_since_best += 1
         patience = self.config.patience
         run.stopped_early = (
@@ -862,7 +909,7 @@ class Trainer:
         optimizer: torch.optim.Optimizer,
         scheduler: torch.optim.lr_scheduler.LRScheduler,
         scaler: torch.amp.GradScaler,
-        ema: AveragedModel | None,
+        averaged: AveragedModel | None,
         sizes: dict[str, int],
     ) -> None:
         assert self.checkpoint_dir is not None
@@ -875,7 +922,8 @@ class Trainer:
             "optimizer": optimizer.state_dict(),
             "scheduler": scheduler.state_dict(),
             "scaler": scaler.state_dict(),
-            "ema": None if ema is None else ema.state_dict(),
+            # the averaged model (EMA or SWA), under its first name so old checkpoints resume
+            "ema": None if averaged is None else averaged.state_dict(),
             "best_state": run.best_state,
             "best_score": run.best_score,
             "best_val_loss": run.best_val_loss,
@@ -935,11 +983,11 @@ class Trainer:
         optimizer: torch.optim.Optimizer,
         scheduler: torch.optim.lr_scheduler.LRScheduler,
         scaler: torch.amp.GradScaler,
-        ema: AveragedModel | None,
+        averaged: AveragedModel | None,
     ) -> _RunState:
         self.model.load_state_dict(state["model"])
-        if ema is not None:
-            ema.load_state_dict(state["ema"])
+        if averaged is not None:
+            averaged.load_state_dict(state["ema"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         if scaler.is_enabled() and state["scaler"]:

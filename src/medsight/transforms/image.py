@@ -36,6 +36,7 @@ def build_train_transform(config: AugmentConfig, image_size: int):
         Compose,
         RandAdjustContrast,
         RandAffine,
+        RandCoarseDropout,
         RandFlip,
         RandGaussianNoise,
     )
@@ -60,6 +61,11 @@ def build_train_transform(config: AugmentConfig, image_size: int):
         steps.append(RandAdjustContrast(prob=1.0, gamma=(1.0 / config.gamma, config.gamma)))
     if config.noise_std:
         steps.append(RandGaussianNoise(prob=0.5, std=config.noise_std))
+    if config.erase_probability:
+        side = max(1, round(config.erase_size * image_size))
+        steps.append(
+            RandCoarseDropout(holes=1, spatial_size=(side, side), prob=config.erase_probability)
+        )
     return Compose(steps)
 
 
@@ -72,6 +78,7 @@ def _any_augmentation(config: AugmentConfig) -> bool:
         or config.translate
         or config.gamma > 1.0
         or config.noise_std
+        or config.erase_probability
     )
 
 
@@ -142,7 +149,7 @@ class ImageTensorDataset(Dataset):
             return self.__getitems__([index])[0]
         image = self.images[index]
         if self.transform is not None:
-            image = self.transform(image)
+            image = self.transform(image.clone())  # some MONAI transforms work in place
             image = image.as_tensor() if hasattr(image, "as_tensor") else torch.as_tensor(image)
         return image, self.labels[index]
 
