@@ -59,16 +59,22 @@ class ModelConfig(_Strict):
     calibration: Literal["auto", "sigmoid", "isotonic", "none"] = "auto"
 
 
-class EvaluationConfig(_Strict):
+class OperatingPointConfig(_Strict):
+    """How a binary model's threshold on the positive probability is chosen: ``fixed``, or on
+    validation data by Youden's J or for a target sensitivity."""
+
+    threshold: Literal["fixed", "youden", "sensitivity"] = "fixed"
+    fixed_threshold: float = Field(0.5, gt=0.0, lt=1.0)
+    target_sensitivity: float = Field(0.95, gt=0.0, le=1.0)
+
+
+class EvaluationConfig(OperatingPointConfig):
     """Cross-validation, bootstrap and operating-threshold settings."""
 
     folds: int = Field(5, ge=2)
     repeats: int = Field(3, ge=1)
     inner_folds: int = Field(3, ge=2)
     n_bootstrap: int = Field(1000, ge=100)
-    threshold: Literal["fixed", "youden", "sensitivity"] = "fixed"
-    fixed_threshold: float = Field(0.5, gt=0.0, lt=1.0)
-    target_sensitivity: float = Field(0.95, gt=0.0, le=1.0)
     explain_rows: int = Field(200, ge=10)
 
 
@@ -176,8 +182,9 @@ class ImageModelConfig(_Strict):
     ensemble: int = Field(5, ge=1, le=20)  # members from different seeds, probabilities averaged
 
 
-class ImageEvaluationConfig(_Strict):
-    """Bootstrap and explanation settings for the held-out test evaluation."""
+class ImageEvaluationConfig(OperatingPointConfig):
+    """Operating threshold (binary tasks; chosen on the val split), bootstrap and explanation
+    settings for the held-out test evaluation."""
 
     n_bootstrap: int = Field(1000, ge=100)
     gradcam_cases: int = Field(8, ge=0, le=64)

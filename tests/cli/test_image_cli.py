@@ -41,6 +41,61 @@ def test_run_folder_holds_bundle_report_and_metrics(image_run: Path) -> None:
     assert bundle.tta == ["flip_horizontal"]
 
 
+def test_bundles_decide_at_their_stored_threshold() -> None:
+    binary = ImageBundle({"class_names": ["benign", "malignant"], "positive_class": "malignant"})
+    p = np.array([[0.8, 0.2], [0.6, 0.4], [0.3, 0.7]])
+    assert binary.threshold == 0.5  # bundles from before the threshold was stored: argmax
+    assert binary.decide(p).tolist() == [0, 0, 1]
+    binary.metadata["threshold"] = 0.3
+    assert binary.decide(p).tolist() == [0, 1, 1]
+    assert binary.prediction("x", p[1], []).label == "malignant"
+    three = ImageBundle({"class_names": ["a", "b", "c"], "positive_class": None, "threshold": None})
+    assert three.threshold is None and three.positive_index is None
+    assert three.decide(np.array([[0.2, 0.3, 0.5]])).tolist() == [2]
+
+
+def test_youden_threshold_is_chosen_on_val_and_used_for_every_decision(tmp_path: Path) -> None:
+    """--threshold youden: the stored threshold maximises Youden's J on the val split, and the
+    test predictions, the test metrics and the bundle all decide at it."""
+    import pandas as pd
+
+    from medsight.config import ImageDataConfig
+    from medsight.evaluate import binary_metrics
+    from medsight.tasks.image_data import load_image_splits
+
+    args = ["train", "--data", "phantom", "--epochs", "2", "--ensemble", "1"]
+    result = runner.invoke(
+        app, [*args, "--threshold", "youden", "--output", str(tmp_path), "--name", "op"]
+    )
+    assert result.exit_code == 0, result.output
+    (run,) = tmp_path.glob("op-*")
+    bundle = ImageBundle.load(run / "bundle")
+    threshold, positive = bundle.threshold, bundle.positive_index
+    assert bundle.metadata["threshold_method"] == "youden on val"
+    assert threshold is not None and positive is not None and threshold != 0.5
+
+    val = load_image_splits(ImageDataConfig(path="phantom"), seed=0).val
+    y_val = (val.labels == positive).astype(int)
+    p_val = bundle.predict_proba(val.images)[:, positive]
+
+    def youden(cut: float) -> float:
+        scores = binary_metrics(y_val, p_val, cut)
+        return scores["sensitivity"] + scores["specificity"] - 1
+
+    assert youden(threshold) >= max(youden(cut) for cut in np.unique(p_val)) - 1e-9
+
+    table = pd.read_csv(run / "test_predictions.csv")
+    names = bundle.class_names
+    p_test = table[f"p_{names[positive]}"].to_numpy()
+    expected = np.where(p_test >= threshold, names[positive], names[1 - positive])
+    assert (table["prediction"].astype(str).to_numpy() == expected).all()
+    metrics = json.loads((run / "metrics.json").read_text())
+    y_test = (table["label"].astype(str) == names[positive]).to_numpy().astype(int)
+    at_cut = binary_metrics(y_test, p_test, threshold)
+    assert metrics["sensitivity"]["value"] == pytest.approx(at_cut["sensitivity"], abs=1e-9)
+    assert f"{threshold:.3f} (youden on val)" in (run / "report.html").read_text()
+
+
 def test_bundle_onnx_predictions_match_torch(image_run: Path) -> None:
     import torch
 

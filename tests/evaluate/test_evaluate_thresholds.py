@@ -7,6 +7,7 @@ from medsight.errors import ConfigError, DataError
 from medsight.evaluate import (
     binary_metrics,
     choose_threshold,
+    decide,
     threshold_for_sensitivity,
     youden_threshold,
 )
@@ -69,3 +70,15 @@ def test_choose_threshold_methods() -> None:
         threshold_for_sensitivity(y, p, 1.5)
     with pytest.raises(DataError):
         youden_threshold([1, 1], [0.2, 0.3])
+
+
+def test_decide_cuts_the_positive_probability_or_takes_the_argmax() -> None:
+    p = np.array([[0.9, 0.1], [0.7, 0.3], [0.4, 0.6]])
+    assert decide(p, 1, 0.25).tolist() == [0, 1, 1]
+    assert decide(p, 1, 0.5).tolist() == [0, 0, 1]
+    assert decide(p, 0, 0.8).tolist() == [0, 1, 1]  # the first class positive
+    assert decide(p, None, None).tolist() == [0, 0, 1]
+    three = np.array([[0.2, 0.5, 0.3], [0.6, 0.1, 0.3]])
+    assert decide(three, None, None).tolist() == [1, 0]
+    with pytest.raises(ConfigError, match="two classes"):
+        decide(three, 1, 0.5)

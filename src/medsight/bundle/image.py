@@ -30,6 +30,7 @@ from medsight.bundle.checksum import (
 from medsight.bundle.network import NETWORK_FILES, write_network_files
 from medsight.bundle.prediction import ClassPrediction
 from medsight.errors import BundleError, DataError
+from medsight.evaluate.thresholds import decide
 from medsight.io.images import resize_image
 from medsight.runs import staged_directory
 from medsight.transforms.image import TTA_AXES
@@ -62,6 +63,25 @@ class ImageBundle:
     @property
     def tta(self) -> list[str]:
         return list(self.metadata.get("tta", []))
+
+    @property
+    def positive_index(self) -> int | None:
+        """Index of the positive class of a binary bundle, else None."""
+        positive = self.metadata.get("positive_class")
+        names = self.class_names
+        return names.index(positive) if len(names) == 2 and positive in names else None
+
+    @property
+    def threshold(self) -> float | None:
+        """The operating threshold on the positive probability (binary bundles; bundles from
+        before it was stored decided by the larger probability, i.e. 0.5), else None."""
+        if self.positive_index is None:
+            return None
+        return float(self.metadata.get("threshold") or 0.5)
+
+    def decide(self, probabilities: np.ndarray) -> np.ndarray:
+        """Class indices of ``(N, K)`` probabilities at the bundle's operating point."""
+        return decide(probabilities, self.positive_index, self.threshold)
 
     # ------------------------------------------------------------------------------ writing
 
@@ -165,11 +185,11 @@ class ImageBundle:
         return np.mean([classifier.predict_proba(view) for view in views], axis=0)
 
     def prediction(self, source: str, row: np.ndarray, warnings: list[str]) -> ImagePrediction:
-        best = int(row.argmax())
+        decided = int(self.decide(row[None])[0])
         return ImagePrediction(
             source,
-            self.class_names[best],
-            float(row[best]),
+            self.class_names[decided],
+            float(row[decided]),
             {name: float(p) for name, p in zip(self.class_names, row, strict=True)},
             warnings,
         )

@@ -101,7 +101,9 @@ def train(
     ] = None,
     folds: Annotated[int | None, typer.Option(help="Cross-validation folds.")] = None,
     repeats: Annotated[int | None, typer.Option(help="Cross-validation repeats.")] = None,
-    threshold: Annotated[str | None, typer.Option(help="fixed, youden or sensitivity.")] = None,
+    threshold: Annotated[
+        str | None, typer.Option(help="fixed, youden or sensitivity (tables, two-class images).")
+    ] = None,
     seed: Annotated[int | None, typer.Option(help="Random seed.")] = None,
     name: Annotated[str | None, typer.Option(help="Run name.")] = None,
     output: Annotated[Path | None, typer.Option(help="Folder for run folders.")] = None,
@@ -179,6 +181,7 @@ def train(
             "model.name": model,
             "engine.epochs": epochs,
             "model.ensemble": ensemble,
+            "evaluation.threshold": threshold,
             "seed": seed,
             "name": name,
             "output_dir": output,

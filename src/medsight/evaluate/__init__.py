@@ -29,6 +29,7 @@ from medsight.evaluate.report import Report, Section
 from medsight.evaluate.subgroups import age_bands, subgroup_table
 from medsight.evaluate.thresholds import (
     choose_threshold,
+    decide,
     threshold_for_sensitivity,
     youden_threshold,
 )
@@ -45,6 +46,7 @@ __all__ = [
     "binary_metrics_with_ci",
     "bootstrap_ci",
     "choose_threshold",
+    "decide",
     "delong_auroc_variance",
     "delong_test",
     "expected_calibration_error",

@@ -50,6 +50,20 @@ def choose_threshold(
     )
 
 
+def decide(
+    probabilities: ArrayLike, positive_index: int | None, threshold: float | None
+) -> np.ndarray:
+    """Class indices for ``(N, K)`` probabilities: with a positive class and a threshold, the
+    positive class where its probability is >= the threshold and the other class elsewhere
+    (binary only); otherwise the most probable class."""
+    p = np.asarray(probabilities, dtype=float)
+    if positive_index is None or threshold is None:
+        return p.argmax(axis=1)
+    if p.ndim != 2 or p.shape[1] != 2:
+        raise ConfigError(f"a decision threshold needs two classes; got probabilities {p.shape}.")
+    return np.where(p[:, positive_index] >= threshold, positive_index, 1 - positive_index)
+
+
 def _roc(
     y_true: ArrayLike, y_prob: ArrayLike
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:

@@ -50,8 +50,6 @@ from medsight.retrain.recipe import champion_config, locate_original
 from medsight.tasks.image import bundle_metadata, train_image_model
 from medsight.tasks.image_data import PHANTOM, ImageSplits, check_splits, load_image_splits
 
-THRESHOLD = 0.5  # image bundles decide by the larger probability: 0.5 for two classes
-
 
 @dataclass
 class _Payload:
@@ -133,8 +131,8 @@ class ImageRetrainer:
             y=y_holdout,
             champion_probability=bundle.predict_proba(held.images)[:, positive],
             challenger_probability=challenger.predict_proba(held.images)[:, positive],
-            champion_threshold=THRESHOLD,
-            challenger_threshold=THRESHOLD,
+            champion_threshold=_threshold(bundle),
+            challenger_threshold=_threshold(challenger),
             groups=held.patient_ids,
         )
         counts = {
@@ -197,13 +195,18 @@ def resolve_data_spec(spec: str | Path | None, config_source: str) -> str:
 
 
 def _positive_index(bundle: ImageBundle) -> int:
-    positive = bundle.metadata.get("positive_class")
-    if len(bundle.class_names) != 2 or positive not in bundle.class_names:
+    if bundle.positive_index is None:
         raise ConfigError(
             f"the champion has classes {bundle.class_names} and no positive class; the "
             "retraining gate (AUROC and sensitivity) needs a two-class model."
         )
-    return bundle.class_names.index(positive)
+    return bundle.positive_index
+
+
+def _threshold(bundle: ImageBundle) -> float:
+    """A two-class bundle's operating threshold (each model is judged at its own)."""
+    _positive_index(bundle)  # a two-class bundle, which always has a threshold
+    return float(bundle.threshold)  # type: ignore[arg-type]
 
 
 def _check_like_champion(images: ImageSet, bundle: ImageBundle, where: str) -> None:

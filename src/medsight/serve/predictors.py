@@ -180,15 +180,14 @@ class ImagePredictor:
     ) -> Outcome:
         prepared, warnings = self.bundle.prepare(image, "upload")
         row = self.bundle.predict_proba(prepared[None])[0]
-        best = int(row.argmax())
-        positive = self.bundle.metadata.get("positive_class")
-        binary = len(self.classes) == 2 and positive in self.classes
-        probability = float(row[self.classes.index(positive)]) if binary else float(row[best])
+        decided = int(self.bundle.decide(row[None])[0])
+        positive = self.bundle.positive_index
+        probability = float(row[decided if positive is None else positive])
         outcome = Outcome(
-            label=self.classes[best],
+            label=self.classes[decided],
             probability=round(probability, 6),
-            threshold=0.5 if binary else None,
-            positive_class=positive if binary else None,
+            threshold=self.bundle.threshold,
+            positive_class=None if positive is None else self.classes[positive],
             probabilities={c: round(float(p), 6) for c, p in zip(self.classes, row, strict=True)},
             classes=self.classes,
             warnings=warnings,
@@ -196,7 +195,7 @@ class ImagePredictor:
             input_type=media_type,
         )
         if explain:
-            outcome.explanation = self._gradcam(prepared, best, float(row[best]))
+            outcome.explanation = self._gradcam(prepared, decided, float(row[decided]))
         return outcome
 
     def _gradcam(self, image: np.ndarray, target: int, probability: float) -> dict[str, Any]:

@@ -23,10 +23,11 @@ import torch
 from torch import nn
 
 from medsight.bundle.image import ImageBundle
-from medsight.config import ImageTrainConfig, dump_config
+from medsight.config import ImageTrainConfig, OperatingPointConfig, dump_config
 from medsight.data.fingerprint import package_versions
 from medsight.errors import ConfigError
 from medsight.evaluate.bootstrap import Estimate, binary_metrics_with_ci, multiclass_metrics_with_ci
+from medsight.evaluate.thresholds import choose_threshold, decide
 from medsight.models.ensemble import ProbabilityAverage, member_seed
 from medsight.models.imaging import check_input_size
 from medsight.models.registry import create_model, get_model_entry
@@ -59,6 +60,14 @@ class TrainedImageModel:
     model_spec: dict[str, Any]
     normalisation: dict[str, list[float]]
     train_seconds: float
+    val_probabilities: np.ndarray
+    positive_index: int | None  # binary tasks only
+    threshold: float | None  # on the positive probability, binary tasks only (else argmax)
+    threshold_method: str  # "fixed", "youden", "sensitivity 0.95", or "argmax"
+
+    def predicted_classes(self, probabilities: np.ndarray) -> np.ndarray:
+        """Class indices at the model's operating point (argmax for more than two classes)."""
+        return decide(probabilities, self.positive_index, self.threshold)
 
     @property
     def best_epochs(self) -> list[int]:
@@ -178,9 +187,18 @@ def train_image_model(
             )
     tta = tta_names(config.augment) if config.engine.tta else []
     predictor = Trainer(model, engine_config(config.engine, config.seed, n_train=1))
+    val_probabilities = predictor.predict_proba(val, tta=tta_functions(tta))
     test = ImageTensorDataset(splits.test.images, splits.test.labels)
     test_probabilities = predictor.predict_proba(test, tta=tta_functions(tta))
     seconds = float(sum(record.train_seconds for fit in fits for record in fit.history))
+    positive: int | None = None
+    threshold: float | None = None
+    method = "argmax"
+    if len(splits.class_names) == 2:
+        positive = positive_index(splits, config.data.positive_class)
+        threshold, method = operating_threshold(
+            config.evaluation, splits.val.labels == positive, val_probabilities[:, positive]
+        )
     return TrainedImageModel(
         predictor.model,
         fits,
@@ -189,7 +207,26 @@ def train_image_model(
         spec,
         normalisation,
         seconds,
+        val_probabilities,
+        positive,
+        threshold,
+        method,
     )
+
+
+def operating_threshold(
+    settings: OperatingPointConfig, positive: np.ndarray, probability: np.ndarray
+) -> tuple[float, str]:
+    """The threshold on the positive probability (chosen on validation data unless fixed) and
+    how it was chosen, e.g. ``sensitivity 0.9``."""
+    if settings.threshold == "fixed":
+        return settings.fixed_threshold, "fixed"
+    threshold = choose_threshold(
+        positive.astype(int), probability, settings.threshold, settings.target_sensitivity
+    )
+    if settings.threshold == "sensitivity":
+        return threshold, f"sensitivity {settings.target_sensitivity:g} on val"
+    return threshold, "youden on val"
 
 
 def ensemble_members(model: nn.Module) -> list[nn.Module]:
@@ -210,15 +247,17 @@ def score_test(
     positive_index: int,
     n_bootstrap: int,
     seed: int,
+    threshold: float = 0.5,
 ) -> dict[str, Estimate]:
-    """Test-split metrics with bootstrap CIs: binary metrics for 2 classes, else multi-class."""
+    """Test-split metrics with bootstrap CIs: binary metrics for 2 classes (decided at
+    ``threshold``), else multi-class."""
     y = splits.test.labels
     groups = splits.test.patient_ids
     if len(splits.class_names) == 2:
         return binary_metrics_with_ci(
             (y == positive_index).astype(int),
             probabilities[:, positive_index],
-            0.5,
+            threshold,
             groups=groups,
             n_boot=n_bootstrap,
             seed=seed,
@@ -298,12 +337,15 @@ def _run_image(
         + (f" on {ctx.world_size} processes" if ctx.is_distributed else "")
     )
     positive = positive_index(splits, config.data.positive_class)
+    if trained.threshold is not None:
+        say(f"Operating threshold {trained.threshold:.3f} ({trained.threshold_method})")
     metrics = score_test(
         splits,
         trained.test_probabilities,
         positive_index=positive,
         n_bootstrap=config.evaluation.n_bootstrap,
         seed=config.seed,
+        threshold=0.5 if trained.threshold is None else trained.threshold,
     )
     final: Path | None = None
     if ctx.is_main:
@@ -340,6 +382,7 @@ def _write_run_folder(
             trained.model,
             splits,
             trained.test_probabilities,
+            trained.predicted_classes(trained.test_probabilities),
             staging / "gradcam",
             count=config.evaluation.gradcam_cases,
             seed=config.seed,
@@ -371,6 +414,8 @@ def bundle_metadata(
         "model": trained.model_spec,
         "normalisation": trained.normalisation,
         "tta": trained.tta,
+        "threshold": trained.threshold,
+        "threshold_method": trained.threshold_method,
         "training_intensity": {
             "mean_of_means": float(image_means.mean()),
             "sd_of_means": float(image_means.std()),
@@ -407,7 +452,7 @@ def _write_tables(folder: Path, splits: ImageSplits, trained: TrainedImageModel)
         {
             "source": splits.test.sources,
             "label": [splits.class_names[i] for i in splits.test.labels],
-            "prediction": [splits.class_names[i] for i in probabilities.argmax(axis=1)],
+            "prediction": [splits.class_names[i] for i in trained.predicted_classes(probabilities)],
         }
     )
     for k, name in enumerate(splits.class_names):

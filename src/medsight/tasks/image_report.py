@@ -42,18 +42,19 @@ def gradcam_examples(
     model: nn.Module,
     splits: ImageSplits,
     probabilities: np.ndarray,
+    predicted: np.ndarray,
     folder: Path,
     *,
     count: int,
     seed: int,
 ) -> list[GradCamExample]:
-    """Grad-CAM PNGs for up to ``count`` test cases, half correctly and half wrongly predicted."""
+    """Grad-CAM PNGs for up to ``count`` test cases, half correctly and half wrongly
+    ``predicted`` (class indices at the model's operating point)."""
     from medsight.explain.gradcam import save_gradcam_pngs
 
     if count == 0:
         return []
     names = splits.class_names
-    predicted = probabilities.argmax(axis=1)
     correct = predicted == splits.test.labels
     rng = np.random.default_rng(seed)
     wrong_pick = rng.permutation(np.flatnonzero(~correct))[: count // 2]
@@ -118,6 +119,11 @@ def build_image_report(
             "Training time": f"{trained.train_seconds:.0f} s",
             "Test-time augmentation": ", ".join(trained.tta) or "none",
             **({"Positive class": metadata["positive_class"]} if binary else {}),
+            **(
+                {"Decision threshold": f"{trained.threshold:.3f} ({trained.threshold_method})"}
+                if trained.threshold is not None
+                else {}
+            ),
             **{METRIC_LABELS[k]: str(metrics[k]) for k in headline},
             "ONNX vs torch max |difference|": f"{metadata['onnx_max_abs_difference']:.1e}",
             "Seed": config.seed,
@@ -136,7 +142,8 @@ def build_image_report(
         performance.add_figure(
             plot_calibration((y == positive).astype(int), probabilities[:, positive])
         )
-    performance.add_figure(plot_confusion_matrix(y, probabilities.argmax(axis=1), names))
+    predicted = trained.predicted_classes(probabilities)
+    performance.add_figure(plot_confusion_matrix(y, predicted, names))
 
     training = report.add_section("Training", "Loss and validation AUROC per epoch.")
     training.add_figure(_plot_history(trained))
