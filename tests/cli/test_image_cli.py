@@ -94,6 +94,7 @@ def test_youden_threshold_is_chosen_on_val_and_used_for_every_decision(tmp_path:
     at_cut = binary_metrics(y_test, p_test, threshold)
     assert metrics["sensitivity"]["value"] == pytest.approx(at_cut["sensitivity"], abs=1e-9)
     assert f"{threshold:.3f} (youden on val)" in (run / "report.html").read_text()
+    assert f">= {threshold:.3f} (youden on val)" in bundle.model_card
 
 
 def test_bundle_onnx_predictions_match_torch(image_run: Path) -> None:

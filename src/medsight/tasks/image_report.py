@@ -237,6 +237,7 @@ def model_card(
         f"{len(splits.class_names)} classes: {', '.join(splits.class_names)})",
         f"- Input: {splits.train.image_shape} images scaled to [0, 1]",
         f"- Test-time augmentation: {', '.join(trained.tta) or 'none'}",
+        f"- Decision: {_decision_rule(trained, splits.class_names)}",
         "",
         "## Data",
         f"- Source: {splits.source}",
@@ -252,3 +253,12 @@ def model_card(
         "not refused.",
     ]
     return "\n".join(lines) + "\n"
+
+
+def _decision_rule(trained: TrainedImageModel, names: list[str]) -> str:
+    if trained.threshold is None or trained.positive_index is None:
+        return "the most probable class"
+    return (
+        f"{names[trained.positive_index]} when its probability is >= {trained.threshold:.3f} "
+        f"({trained.threshold_method})"
+    )
