@@ -82,7 +82,10 @@ def test_youden_threshold_is_chosen_on_val_and_used_for_every_decision(tmp_path:
         scores = binary_metrics(y_val, p_val, cut)
         return scores["sensitivity"] + scores["specificity"] - 1
 
-    assert youden(threshold) >= max(youden(cut) for cut in np.unique(p_val)) - 1e-9
+    # the threshold is a val probability of the torch model; ONNX gives it to within 1e-4, so
+    # the image on the cut may fall either side of it here
+    nearby = max(youden(threshold + shift) for shift in (-1e-4, 0.0, 1e-4))
+    assert nearby >= max(youden(cut) for cut in np.unique(p_val)) - 1e-9
 
     table = pd.read_csv(run / "test_predictions.csv")
     names = bundle.class_names
