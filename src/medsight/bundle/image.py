@@ -77,7 +77,8 @@ class ImageBundle:
         before it was stored decided by the larger probability, i.e. 0.5), else None."""
         if self.positive_index is None:
             return None
-        return float(self.metadata.get("threshold") or 0.5)
+        stored = self.metadata.get("threshold")
+        return 0.5 if stored is None else float(stored)
 
     def decide(self, probabilities: np.ndarray) -> np.ndarray:
         """Class indices of ``(N, K)`` probabilities at the bundle's operating point."""

@@ -63,7 +63,7 @@ class TrainedImageModel:
     val_probabilities: np.ndarray
     positive_index: int | None  # binary tasks only
     threshold: float | None  # on the positive probability, binary tasks only (else argmax)
-    threshold_method: str  # "fixed", "youden", "sensitivity 0.95", or "argmax"
+    threshold_method: str  # "fixed", "youden on val", "sensitivity 0.95 on val" or "argmax"
 
     def predicted_classes(self, probabilities: np.ndarray) -> np.ndarray:
         """Class indices at the model's operating point (argmax for more than two classes)."""
