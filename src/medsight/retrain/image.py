@@ -204,9 +204,11 @@ def _positive_index(bundle: ImageBundle) -> int:
 
 
 def _threshold(bundle: ImageBundle) -> float:
-    """A two-class bundle's operating threshold (each model is judged at its own)."""
-    _positive_index(bundle)  # a two-class bundle, which always has a threshold
-    return float(bundle.threshold)  # type: ignore[arg-type]
+    """The operating threshold of a bundle that passed :func:`_positive_index` (each model is
+    judged at its own)."""
+    threshold = bundle.threshold
+    assert threshold is not None, "a two-class bundle always has a threshold"
+    return threshold
 
 
 def _check_like_champion(images: ImageSet, bundle: ImageBundle, where: str) -> None:

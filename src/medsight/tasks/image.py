@@ -60,7 +60,6 @@ class TrainedImageModel:
     model_spec: dict[str, Any]
     normalisation: dict[str, list[float]]
     train_seconds: float
-    val_probabilities: np.ndarray
     positive_index: int | None  # binary tasks only
     threshold: float | None  # on the positive probability, binary tasks only (else argmax)
     threshold_method: str  # "fixed", "youden on val", "sensitivity 0.95 on val" or "argmax"
@@ -187,7 +186,6 @@ def train_image_model(
             )
     tta = tta_names(config.augment) if config.engine.tta else []
     predictor = Trainer(model, engine_config(config.engine, config.seed, n_train=1))
-    val_probabilities = predictor.predict_proba(val, tta=tta_functions(tta))
     test = ImageTensorDataset(splits.test.images, splits.test.labels)
     test_probabilities = predictor.predict_proba(test, tta=tta_functions(tta))
     seconds = float(sum(record.train_seconds for fit in fits for record in fit.history))
@@ -196,9 +194,12 @@ def train_image_model(
     method = "argmax"
     if len(splits.class_names) == 2:
         positive = positive_index(splits, config.data.positive_class)
-        threshold, method = operating_threshold(
-            config.evaluation, splits.val.labels == positive, val_probabilities[:, positive]
-        )
+        threshold, method = config.evaluation.fixed_threshold, "fixed"
+        if config.evaluation.threshold != "fixed":  # only then is val predicted
+            val_probabilities = predictor.predict_proba(val, tta=tta_functions(tta))
+            threshold, method = val_threshold(
+                config.evaluation, splits.val.labels == positive, val_probabilities[:, positive]
+            )
     return TrainedImageModel(
         predictor.model,
         fits,
@@ -207,20 +208,17 @@ def train_image_model(
         spec,
         normalisation,
         seconds,
-        val_probabilities,
         positive,
         threshold,
         method,
     )
 
 
-def operating_threshold(
+def val_threshold(
     settings: OperatingPointConfig, positive: np.ndarray, probability: np.ndarray
 ) -> tuple[float, str]:
-    """The threshold on the positive probability (chosen on validation data unless fixed) and
-    how it was chosen, e.g. ``sensitivity 0.9``."""
-    if settings.threshold == "fixed":
-        return settings.fixed_threshold, "fixed"
+    """The threshold on the positive probability chosen on validation data by
+    ``settings.threshold`` (youden or sensitivity), and how, e.g. ``sensitivity 0.9 on val``."""
     threshold = choose_threshold(
         positive.astype(int), probability, settings.threshold, settings.target_sensitivity
     )

@@ -603,7 +603,8 @@ class Trainer:
         )
         scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp_dtype == torch.float16)
         averaged = self._make_average()
-        per_step_average = averaged if self.config.ema_decay is not None else None
+        per_step_average = averaged if self.config.ema_decay is not None else None  # EMA
+        per_epoch_average = averaged if self.config.swa_start is not None else None  # SWA
 
         monitored = "val_auroc"
         probe = np.eye(n_classes)[val_labels]
@@ -653,7 +654,9 @@ class Trainer:
                 lr = cfg.learning_rate * warmup_cosine(
                     scheduler.last_epoch - 1, warmup_steps, total_steps
                 )
-                kept = self._kept_after_epoch(averaged, epoch)  # the weights validated and kept
+                if per_epoch_average is not None and epoch >= self.first_kept_epoch:
+                    per_epoch_average.update_parameters(self.model)  # the same on every rank
+                kept = self._kept(averaged, epoch)  # the weights validated and kept
                 record = self._validate(kept, val, val_labels, epoch, monitored)
                 record.train_loss, record.learning_rate = train_loss, lr
                 record.train_seconds, record.train_images = seconds, images
@@ -670,15 +673,11 @@ class Trainer:
             progress.close()
         return self._finish(run, monitored)
 
-    def _kept_after_epoch(self, averaged: AveragedModel | None, epoch: int) -> nn.Module:
-        """The weights validated after ``epoch``: the EMA, the SWA average (updated here once
-        SWA has started), or the model itself."""
-        if averaged is None:
+    def _kept(self, averaged: AveragedModel | None, epoch: int) -> nn.Module:
+        """The weights validated after ``epoch``: the EMA or SWA average once it may be kept,
+        else the model itself."""
+        if averaged is None or epoch < self.first_kept_epoch:
             return self.model
-        if self.config.swa_start is not None:
-            if epoch < self.first_kept_epoch:
-                return self.model
-            averaged.update_parameters(self.model)  # the model is the same on every rank here
         return averaged.module
 
     def _mixup(self, epoch: int) -> Callable[..., torch.Tensor] | None:

@@ -72,9 +72,7 @@ class BatchAugment:
         in_rows = (row >= top) & (row < top + rows)
         in_cols = (col >= left) & (col < left + cols)
         square = in_rows[:, :, None] & in_cols[:, None, :] & applied.view(-1, 1, 1)
-        flat = images.flatten(1)
-        low = flat.min(dim=1).values.view(-1, 1, 1, 1)
-        high = flat.max(dim=1).values.view(-1, 1, 1, 1)
+        low, high = _value_range(images)
         fill = low + (high - low) * torch.rand(images.shape, generator=generator).to(images.device)
         return torch.where(square[:, None].to(images.device), fill, images)
 
@@ -120,8 +118,13 @@ def _flip_where(images: Tensor, chosen: Tensor, axis: int) -> Tensor:
 def _gamma(images: Tensor, gamma: Tensor) -> Tensor:
     """MONAI's ``AdjustContrast`` per image: rescale to [0, 1] by the image's own range, raise
     to ``gamma``, scale back."""
-    flat = images.flatten(1)
-    low = flat.min(dim=1).values.view(-1, 1, 1, 1)
-    span = flat.max(dim=1).values.view(-1, 1, 1, 1) - low
+    low, high = _value_range(images)
+    span = high - low
     exponent = gamma.view(-1, 1, 1, 1).to(images.device, images.dtype)
     return ((images - low) / (span + _GAMMA_EPS)) ** exponent * span + low
+
+
+def _value_range(images: Tensor) -> tuple[Tensor, Tensor]:
+    """Each image's minimum and maximum, shaped ``(N, 1, 1, 1)``."""
+    flat = images.flatten(1)
+    return flat.min(dim=1).values.view(-1, 1, 1, 1), flat.max(dim=1).values.view(-1, 1, 1, 1)
