@@ -173,6 +173,24 @@ class EngineSettings(_Strict):
     tta: bool = True
 
 
+class SvmMemberConfig(_Strict):
+    """An RBF SVM on the pixels averaged with the networks as one more member
+    (medsight.models.pixel_svm): standardised pixels, PCA, C chosen by grouped CV AUROC."""
+
+    enabled: bool = False
+    components: int = Field(50, ge=1)  # PCA components
+    c_grid: list[float] = Field(default_factory=lambda: [0.3, 1.0, 3.0, 10.0], min_length=1)
+    folds: int = Field(3, ge=2)  # grouped CV folds for C and for Platt scaling
+    max_train: int = Field(2000, ge=10)  # a stratified sample of at most this many images
+
+    @field_validator("c_grid")
+    @classmethod
+    def _positive(cls, values: list[float]) -> list[float]:
+        if any(value <= 0 for value in values):
+            raise ValueError("every C must be > 0")
+        return values
+
+
 class ImageModelConfig(_Strict):
     """A registered image model, its parameters and optional local pretrained weights."""
 
@@ -180,6 +198,7 @@ class ImageModelConfig(_Strict):
     params: dict[str, Any] = Field(default_factory=dict)
     weights: Path | None = None
     ensemble: int = Field(5, ge=1, le=20)  # members from different seeds, probabilities averaged
+    svm_member: SvmMemberConfig = Field(default_factory=SvmMemberConfig)
 
 
 class ImageEvaluationConfig(OperatingPointConfig):

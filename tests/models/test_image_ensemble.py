@@ -67,3 +67,32 @@ def test_ensemble_run_trains_each_member_and_bundles_them(
     assert np.abs(onnx - result.trained.test_probabilities).max() < 1e-4
     assert isinstance(bundle.torch_model(), ProbabilityAverage)
     assert not (tmp_path / ".checkpoints" / "ens").exists()
+
+
+def test_svm_member_run_bundles_reports_and_reloads(tmp_path: Path) -> None:
+    from medsight.models.pixel_svm import PixelSVM, svm_member
+
+    config = ImageTrainConfig(data=ImageDataConfig(path="phantom"), output_dir=tmp_path, name="svm")
+    config.model.ensemble = 1
+    config.model.params = {"width": 8}
+    config.model.svm_member.enabled = True
+    config.engine.epochs = 2
+    result = run_image(config, progress=False)
+    svm = svm_member(result.trained.model)
+    assert isinstance(svm, PixelSVM) and isinstance(result.trained.model, ProbabilityAverage)
+    bundle = ImageBundle.load(result.bundle_path)
+    assert bundle.metadata["model"]["svm_member"] == svm.spec()
+    onnx = bundle.predict_proba(result.splits.test.images)
+    assert np.abs(onnx - result.trained.test_probabilities).max() < 1e-4
+    rebuilt = bundle.torch_model()
+    assert isinstance(svm_member(rebuilt), PixelSVM)
+    images = torch.from_numpy(result.splits.test.images)
+    with torch.no_grad():
+        eager = rebuilt(images).softmax(-1).numpy()
+        trained = result.trained.model.eval()(images).softmax(-1).numpy()
+        network_only = rebuilt.members[0](images).softmax(-1).numpy()
+    assert np.abs(eager - trained).max() < 1e-6
+    assert np.abs(network_only - eager).max() > 1e-3  # the SVM member counts
+    assert "pixel SVM" in bundle.model_card
+    assert "the pixel SVM member has no feature map" in result.report_path.read_text()
+    assert list((result.run_dir / "gradcam").glob("*.png"))

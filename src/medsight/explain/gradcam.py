@@ -8,8 +8,8 @@ Captum's ``LayerGradCam`` computes the maps, not ``monai.visualize.GradCAM``: Ca
 hook for one call and removes it, takes one target class per image, and differentiates with
 ``torch.autograd.grad`` so the model's ``.grad`` buffers are never touched. MONAI's wrapper keeps
 its hooks on the model for good, calls ``backward()`` (accumulating parameter gradients) and
-takes one class for the whole batch. An ensemble's map is the mean of its members' maps for the
-ensemble's class.
+takes one class for the whole batch. An ensemble's map is the mean of its convolutional
+members' maps for the ensemble's class.
 """
 
 from __future__ import annotations
@@ -169,14 +169,23 @@ def _ensemble_gradcam(
     target_class: int | Sequence[int] | None,
     batch_size: int,
 ) -> np.ndarray:
-    """The mean of the members' maps for the ensemble's class (each member at its own layer)."""
+    """The mean of the convolutional members' maps for the ensemble's class (each member at its
+    own layer). Members without a convolution (the pixel SVM) have no feature map to weight and
+    are left out: the map explains the networks' share of the decision."""
     with eval_mode(model):
         targets = _targets(model, batch.to(device_of(model)), target_class)
+    convolutional = [member for member in model.members if _has_conv(member)]
+    if not convolutional:
+        raise ConfigError("no member of this ensemble has a Conv2d layer for Grad-CAM to use.")
     maps = [
         gradcam(member, batch, target_class=targets, batch_size=batch_size)
-        for member in model.members
+        for member in convolutional
     ]
     return _normalise(np.mean(maps, axis=0).astype(np.float32))
+
+
+def _has_conv(module: nn.Module) -> bool:
+    return any(isinstance(layer, nn.Conv2d) for layer in module.modules())
 
 
 def overlay(

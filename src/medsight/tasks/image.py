@@ -30,6 +30,7 @@ from medsight.evaluate.bootstrap import Estimate, binary_metrics_with_ci, multic
 from medsight.evaluate.thresholds import choose_threshold, decide
 from medsight.models.ensemble import ProbabilityAverage, member_seed
 from medsight.models.imaging import check_input_size
+from medsight.models.pixel_svm import PixelSVM, fit_pixel_svm
 from medsight.models.registry import create_model, get_model_entry
 from medsight.runs import run_name, staged_directory
 from medsight.tasks.image_data import ImageSplits, load_image_splits
@@ -93,11 +94,12 @@ class ImageRunResult:
 
 def build_network(spec: dict[str, Any], normalisation: dict[str, list[float]]) -> nn.Module:
     """The registered network named in ``spec`` wrapped with its input standardisation; an
-    ensemble of ``spec["ensemble"]`` such networks when that is more than 1."""
-    members = int(spec.get("ensemble", 1))
-    if members > 1:
-        return ProbabilityAverage([_single_network(spec, normalisation) for _ in range(members)])
-    return _single_network(spec, normalisation)
+    ensemble of ``spec["ensemble"]`` such networks when that is more than 1, with an (empty)
+    pixel SVM member when ``spec["svm_member"]`` gives its sizes."""
+    networks = [_single_network(spec, normalisation) for _ in range(int(spec.get("ensemble", 1)))]
+    if spec.get("svm_member"):
+        return ProbabilityAverage([*networks, PixelSVM(**spec["svm_member"])])
+    return ProbabilityAverage(networks) if len(networks) > 1 else networks[0]
 
 
 def _single_network(spec: dict[str, Any], normalisation: dict[str, list[float]]) -> nn.Module:
@@ -185,10 +187,18 @@ def train_image_model(
                 time.perf_counter() - started,
             )
     tta = tta_names(config.augment) if config.engine.tta else []
+    seconds = float(sum(record.train_seconds for fit in fits for record in fit.history))
+    if config.model.svm_member.enabled:
+        started = time.perf_counter()
+        svm = fit_svm_member(config, splits)
+        seconds += time.perf_counter() - started
+        model = ProbabilityAverage([*members, svm])
+        spec["svm_member"] = svm.spec()
+        if distributed is None or distributed.is_main:
+            logger.info("%s, %.1f s", svm.describe(), time.perf_counter() - started)
     predictor = Trainer(model, engine_config(config.engine, config.seed, n_train=1))
     test = ImageTensorDataset(splits.test.images, splits.test.labels)
     test_probabilities = predictor.predict_proba(test, tta=tta_functions(tta))
-    seconds = float(sum(record.train_seconds for fit in fits for record in fit.history))
     positive: int | None = None
     threshold: float | None = None
     method = "argmax"
@@ -211,6 +221,23 @@ def train_image_model(
         positive,
         threshold,
         method,
+    )
+
+
+def fit_svm_member(config: ImageTrainConfig, splits: ImageSplits) -> PixelSVM:
+    """The pixel SVM member fitted on the train split, also on the test-time flips of each
+    image (the views it will be asked about), seeded by the run's seed."""
+    settings = config.model.svm_member
+    return fit_pixel_svm(
+        splits.train.images,
+        splits.train.labels,
+        len(splits.class_names),
+        views=tta_functions(tta_names(config.augment)),
+        components=settings.components,
+        c_grid=settings.c_grid,
+        folds=settings.folds,
+        max_train=settings.max_train,
+        seed=config.seed,
     )
 
 

@@ -16,6 +16,7 @@ from medsight.evaluate.bootstrap import Estimate
 from medsight.evaluate.metrics import METRIC_LABELS, PER_CLASS_METRICS
 from medsight.evaluate.plots import plot_calibration, plot_confusion_matrix, plot_roc
 from medsight.evaluate.report import Report
+from medsight.models.pixel_svm import svm_member
 
 if TYPE_CHECKING:
     from medsight.tasks.image import TrainedImageModel
@@ -114,7 +115,7 @@ def build_image_report(
             "Data": splits.source + (" (official splits)" if splits.official_splits else ""),
             "Images (train / val / test)": " / ".join(str(len(s)) for _, s in splits.items()),
             "Image shape (C, H, W)": str(splits.train.image_shape),
-            "Model": _model_name(config),
+            "Model": _model_name(config, trained),
             "Best epoch (val AUROC)": trained.describe_selection(),
             "Training time": f"{trained.train_seconds:.0f} s",
             "Test-time augmentation": ", ".join(trained.tta) or "none",
@@ -152,7 +153,12 @@ def build_image_report(
         explain = report.add_section(
             "Grad-CAM examples",
             "Where the network looked for its predicted class: correct and wrong test cases. "
-            "Warm colours mark the regions that raised the predicted class's score.",
+            "Warm colours mark the regions that raised the predicted class's score."
+            + (
+                " The maps explain the networks; the pixel SVM member has no feature map."
+                if svm_member(trained.model) is not None
+                else ""
+            ),
         )
         for example in examples:
             verdict = "correct" if example.correct else "WRONG"
@@ -178,11 +184,14 @@ def _per_class_table(metrics: dict[str, Estimate], names: list[str]) -> pd.DataF
     return pd.DataFrame(rows)
 
 
-def _model_name(config: ImageTrainConfig) -> str:
+def _model_name(config: ImageTrainConfig, trained: TrainedImageModel) -> str:
+    """E.g. ``small_cnn, ensemble of 5 and a pixel SVM (...) (mean probability)``."""
     members = config.model.ensemble
-    return config.model.name + (
-        f", ensemble of {members} (mean probability)" if members > 1 else ""
-    )
+    svm = svm_member(trained.model)
+    name = config.model.name + (f", ensemble of {members}" if members > 1 else "")
+    if svm is not None:
+        name += f" and a {svm.describe()}"
+    return name + (" (mean probability)" if members > 1 or svm is not None else "")
 
 
 def _plot_history(trained: TrainedImageModel) -> Figure:
@@ -233,7 +242,8 @@ def model_card(
         "replacement. Not validated for clinical use.",
         "",
         "## Model",
-        f"- Architecture: {_model_name(config)} ({trained.model_spec['in_channels']} channel(s), "
+        f"- Architecture: {_model_name(config, trained)} "
+        f"({trained.model_spec['in_channels']} channel(s), "
         f"{len(splits.class_names)} classes: {', '.join(splits.class_names)})",
         f"- Input: {splits.train.image_shape} images scaled to [0, 1]",
         f"- Test-time augmentation: {', '.join(trained.tta) or 'none'}",

@@ -1,0 +1,127 @@
+"""The pixel SVM member: its torch arithmetic against scikit-learn, classes, sizes and export."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from medsight.errors import DataError
+from medsight.models.ensemble import ProbabilityAverage
+from medsight.models.pixel_svm import PixelSVM, fit_pixel_svm, pooling_factor
+
+
+def _flip(batch: torch.Tensor) -> torch.Tensor:
+    return torch.flip(batch, dims=(3,))
+
+
+def _blobs(n: int, classes: int, size: int = 16, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Noisy images whose class is which quarter holds a bright square."""
+    rng = np.random.default_rng(seed)
+    labels = np.arange(n) % classes
+    images = rng.normal(0.3, 0.1, (n, 1, size, size)).astype(np.float32)
+    half = size // 2
+    for image, label in zip(images, labels, strict=True):
+        top, left = (half * k + 2 for k in divmod(int(label), 2))
+        image[0, top : top + half - 4, left : left + half - 4] += 0.5
+    return np.clip(images, 0, 1), labels
+
+
+def _logits(model: torch.nn.Module, images: np.ndarray) -> np.ndarray:
+    with torch.no_grad():
+        return model(torch.from_numpy(images)).numpy()
+
+
+def test_torch_decision_is_scikit_learns_pipeline_up_to_platt_scaling() -> None:
+    """The module's log-odds are an increasing affine map (Platt) of the decision function of
+    the same scikit-learn pipeline fitted independently on the same images and flips."""
+    from sklearn.decomposition import PCA
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+    from sklearn.svm import SVC
+
+    images, labels = _blobs(120, 2, seed=1)
+    labels = (labels + (np.random.default_rng(2).random(120) < 0.15)) % 2  # overlapping classes
+    model = fit_pixel_svm(images, labels, 2, views=[_flip], components=10, c_grid=[3.0])
+    pixels = np.concatenate([images, images[..., ::-1]]).reshape(240, -1).astype(np.float64)
+    projected = make_pipeline(StandardScaler(), PCA(10, random_state=0)).fit_transform(pixels)
+    gamma = 1.0 / (10 * projected.var())
+    svc = make_pipeline(
+        StandardScaler(),
+        PCA(10, random_state=0),
+        SVC(C=3.0, gamma=gamma, class_weight="balanced"),
+    ).fit(pixels, np.tile(labels, 2))
+
+    new, _ = _blobs(40, 2, seed=3)
+    decision = svc.decision_function(new.reshape(40, -1).astype(np.float64))
+    logits = _logits(model, new)
+    assert np.all(logits[:, 0] == 0)
+    slope, offset = np.polyfit(decision, logits[:, 1], 1)
+    assert slope > 0
+    assert np.abs(slope * decision + offset - logits[:, 1]).max() < 1e-4
+    assert model.spec()["c"] == [3.0]
+
+
+def test_multi_class_machines_one_per_class_and_softmax_probabilities() -> None:
+    images, labels = _blobs(120, 3)
+    model = fit_pixel_svm(images, labels, 3, components=8)
+    assert len(model.machines) == 3 and len(model.spec()["support_counts"]) == 3
+    new, truth = _blobs(30, 3, seed=5)
+    probabilities = torch.softmax(torch.from_numpy(_logits(model, new)), dim=1).numpy()
+    assert probabilities.shape == (30, 3)
+    assert np.allclose(probabilities.sum(axis=1), 1.0, atol=1e-6)
+    assert (probabilities.argmax(axis=1) == truth).mean() >= 0.9
+
+
+def test_large_images_are_pooled_and_large_sets_sampled() -> None:
+    assert [pooling_factor(s, s) for s in (28, 32, 33, 64, 224)] == [1, 1, 2, 2, 7]
+    images, labels = _blobs(100, 2, size=64)
+    model = fit_pixel_svm(images, labels, 2, components=5, max_train=30)
+    spec = model.spec()
+    assert spec["pooling"] == 2 and spec["n_inputs"] == 32 * 32
+    assert spec["support_counts"][0] <= 30
+    assert _logits(model, images[:3]).shape == (3, 2)
+
+
+def test_rebuilt_from_its_spec_and_state_gives_the_same_outputs() -> None:
+    images, labels = _blobs(60, 2)
+    model = fit_pixel_svm(images, labels, 2, components=6, c_grid=[1.0, 10.0])
+    rebuilt = PixelSVM(**model.spec())
+    rebuilt.load_state_dict(model.state_dict())
+    assert np.array_equal(_logits(rebuilt.eval(), images), _logits(model, images))
+    assert "support vectors" in rebuilt.describe()
+
+
+def test_a_class_with_one_image_is_a_clear_error() -> None:
+    images, labels = _blobs(20, 2)
+    labels[:] = 0
+    labels[0] = 1
+    with pytest.raises(DataError, match="at least 2 training images of every class"):
+        fit_pixel_svm(images, labels, 2, components=4)
+
+
+def test_an_ensemble_with_the_svm_exports_to_onnx_within_1e_4(tmp_path: Path) -> None:
+    from medsight.deploy.onnx import OnnxClassifier, export_onnx
+    from medsight.explain.gradcam import gradcam
+    from medsight.tasks.image import build_network
+
+    images, labels = _blobs(60, 2, size=28)
+    torch.manual_seed(0)
+    network = build_network(
+        {"name": "small_cnn", "params": {"width": 4}, "in_channels": 1, "num_classes": 2},
+        {"mean": [0.5], "std": [0.25]},
+    ).eval()
+    ensemble = ProbabilityAverage([network, fit_pixel_svm(images, labels, 2)]).eval()
+    path = export_onnx(ensemble, tmp_path / "model.onnx", input_shape=(1, 28, 28))
+    onnx = OnnxClassifier(path, threads=1).predict_proba(images)
+    with torch.no_grad():
+        eager = ensemble(torch.from_numpy(images)).softmax(dim=1).numpy()
+    assert np.abs(onnx - eager).max() <= 1e-4
+    # Grad-CAM explains the network member only: the SVM has no feature map
+    assert np.allclose(
+        gradcam(ensemble, images[:4], target_class=1),
+        gradcam(network, images[:4], target_class=1),
+        atol=1e-6,
+    )
