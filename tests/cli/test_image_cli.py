@@ -56,20 +56,22 @@ def test_bundles_decide_at_their_stored_threshold() -> None:
 
 def test_youden_threshold_is_chosen_on_val_and_used_for_every_decision(tmp_path: Path) -> None:
     """--threshold youden: the stored threshold maximises Youden's J on the val split, and the
-    test predictions, the test metrics and the bundle all decide at it."""
+    test predictions, the test metrics and the bundle all decide at it (here with the pixel SVM
+    member in the ensemble)."""
     import pandas as pd
 
     from medsight.config import ImageDataConfig
     from medsight.evaluate import binary_metrics
     from medsight.tasks.image_data import load_image_splits
 
-    args = ["train", "--data", "phantom", "--epochs", "2", "--ensemble", "1"]
+    args = ["train", "--data", "phantom", "--epochs", "2", "--ensemble", "1", "--svm-member"]
     result = runner.invoke(
         app, [*args, "--threshold", "youden", "--output", str(tmp_path), "--name", "op"]
     )
     assert result.exit_code == 0, result.output
     (run,) = tmp_path.glob("op-*")
     bundle = ImageBundle.load(run / "bundle")
+    assert bundle.metadata["model"]["svm_member"]  # --svm-member: the SVM decides too
     threshold, positive = bundle.threshold, bundle.positive_index
     assert bundle.metadata["threshold_method"] == "youden on val"
     assert threshold is not None and positive is not None and threshold != 0.5

@@ -88,7 +88,13 @@ def _train_run(folder: Path, npz: Path) -> Path:
             "name": "lesion-cnn",
             "output_dir": str(folder),
             "data": {"path": str(npz)},
-            "model": {"name": "small_cnn", "ensemble": 1, "params": {"width": 8}},
+            # the pixel SVM member rides along: challengers are retrained with it too
+            "model": {
+                "name": "small_cnn",
+                "ensemble": 1,
+                "params": {"width": 8},
+                "svm_member": {"enabled": True},
+            },
             "augment": {"affine_probability": 0.0, "gamma": 1.0},
             "engine": {
                 "epochs": 10,
@@ -222,6 +228,7 @@ def test_corrected_labels_of_missed_lesions_make_a_challenger_that_is_promoted(
     bundle = ImageBundle.load(folder)
     assert bundle.metadata["retrained_from"]["version"] == champion
     assert bundle.metadata["name"] == "lesion-cnn-retrained"
+    assert bundle.metadata["model"]["svm_member"]  # the challenger has its own SVM member
     assert bundle.metadata["config"]["data"]["path"] == str(npz.resolve())
     assert bundle.metadata["metrics"]["auroc"]["value"] == pytest.approx(decision.auroc_challenger)
     # the held-out figures are the saved bundle's own (ONNX) probabilities

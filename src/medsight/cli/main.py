@@ -112,6 +112,13 @@ def train(
     ensemble: Annotated[
         int | None, typer.Option(help="Images: networks averaged (different seeds; default 5).")
     ] = None,
+    svm_member: Annotated[
+        bool | None,
+        typer.Option(
+            "--svm-member/--no-svm-member",
+            help="Images: average an RBF SVM on the pixels with the networks as one more member.",
+        ),
+    ] = None,
     resume: Annotated[
         bool, typer.Option(help="Images: continue an interrupted run from its checkpoint.")
     ] = False,
@@ -181,6 +188,7 @@ def train(
             "model.name": model,
             "engine.epochs": epochs,
             "model.ensemble": ensemble,
+            "model.svm_member.enabled": svm_member,
             "evaluation.threshold": threshold,
             "seed": seed,
             "name": name,
