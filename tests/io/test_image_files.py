@@ -140,14 +140,23 @@ def test_npz_splits_and_labels(tmp_path: Path) -> None:
     assert sets["test"].labels.tolist() == [0, 1, 2, 0, 1]
 
 
-def test_npz_multilabel_and_missing_keys_are_refused(tmp_path: Path) -> None:
+def test_npz_multilabel_is_read_as_findings_and_bad_files_are_refused(tmp_path: Path) -> None:
+    findings = np.array([[0, 1, 1], [0, 0, 0]])
     np.savez(
         tmp_path / "chest.npz",
         train_images=np.zeros((2, 8, 8), np.uint8),
-        train_labels=np.zeros((2, 14), np.int64),
+        train_labels=findings,
     )
-    with pytest.raises(DataError, match="multi-label"):
-        read_medmnist_npz(tmp_path / "chest.npz")
+    (train,) = read_medmnist_npz(tmp_path / "chest.npz", class_names=["a", "b", "c"]).values()
+    assert train.multi_label and train.labels.tolist() == findings.tolist()
+    assert train.class_counts() == {"a": 0, "b": 1, "c": 1}
+    np.savez(
+        tmp_path / "bad.npz",
+        train_images=np.zeros((2, 8, 8), np.uint8),
+        train_labels=findings * 2,
+    )
+    with pytest.raises(DataError, match="other than 0 and 1"):
+        read_medmnist_npz(tmp_path / "bad.npz")
     np.savez(tmp_path / "odd.npz", x=np.zeros(3))
     with pytest.raises(DataError, match="train_images"):
         read_medmnist_npz(tmp_path / "odd.npz")

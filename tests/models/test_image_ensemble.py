@@ -96,3 +96,15 @@ def test_svm_member_run_bundles_reports_and_reloads(tmp_path: Path) -> None:
     assert "pixel SVM" in bundle.model_card
     assert "the pixel SVM member has no feature map" in result.report_path.read_text()
     assert list((result.run_dir / "gradcam").glob("*.png"))
+
+
+def test_multi_label_ensemble_averages_each_findings_sigmoid() -> None:
+    torch.manual_seed(2)
+    model = build_network({**SPEC, "ensemble": 3, "multi_label": True}, NORMALISATION).eval()
+    assert isinstance(model, ProbabilityAverage) and model.multi_label
+    x = torch.rand(5, 1, 28, 28)
+    with torch.no_grad():
+        expected = torch.stack([m(x).sigmoid() for m in model.members]).mean(0)
+        got = model(x).sigmoid()  # log-odds of the mean probability
+    assert torch.allclose(got, expected, atol=1e-6)
+    assert not torch.allclose(got.sum(dim=1), torch.ones(5), atol=1e-3)

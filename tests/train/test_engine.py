@@ -15,7 +15,8 @@ from torch.utils.data import Subset, TensorDataset
 
 sys.path.insert(0, str(Path(__file__).parent / "scripts"))
 
-from engine_toys import ToyImages, tiny_cnn, toy_arrays
+from engine_toys import CORNERS, ToyImages, tiny_cnn, toy_arrays
+from sklearn.metrics import roc_auc_score
 
 from medsight.errors import ConfigError, DataError, MedsightError
 from medsight.train.engine import (
@@ -378,3 +379,44 @@ def test_channels_last_changes_the_memory_layout_not_the_result() -> None:
     # training draws dropout masks in memory order, so the runs differ, but both learn
     result = Trainer(tiny_cnn(), config(channels_last=True)).fit(toy(192, 1), toy(96, 2))
     assert result.best_score > 0.9
+
+
+def _multi_label_toys(n: int, seed: int) -> TensorDataset:
+    """8x8 noise images with up to 3 findings at once: finding k adds a patch at CORNERS[k]."""
+    g = torch.Generator().manual_seed(seed)
+    y = (torch.rand(n, 3, generator=g) < 0.4).long()
+    x = torch.randn(n, 1, 8, 8, generator=g)
+    for k, (r, c) in enumerate(CORNERS[:3]):
+        x[y[:, k] == 1, :, r : r + 3, c : c + 3] += 1.5
+    return TensorDataset(x, y)
+
+
+def test_multi_label_learns_each_finding_with_its_own_sigmoid() -> None:
+    train, val, test = (_multi_label_toys(n, s) for n, s in ((240, 1), (96, 2), (96, 3)))
+    trainer = Trainer(tiny_cnn(3), config(epochs=8, multi_label=True, label_smoothing=0.05))
+    result = trainer.fit(train, val)
+    assert result.monitored == "val_auroc" and result.best_score > 0.9
+    positives = train.tensors[1].sum(0).double()
+    expected = (240 - positives) / positives  # each finding's positives weighted up to balance
+    np.testing.assert_allclose(trainer.class_weights.numpy(), expected.numpy(), rtol=1e-6)
+    probs = trainer.predict_proba(test.tensors[0], tta=[lambda b: torch.flip(b, dims=(3,))])
+    assert probs.shape == (96, 3) and ((probs > 0) & (probs < 1)).all()
+    assert not np.allclose(probs.sum(axis=1), 1.0)  # independent findings, not one class
+    labels = test.tensors[1].numpy()
+    assert macro_auroc(labels, probs) > 0.9
+    assert macro_auroc(labels, probs) == pytest.approx(
+        np.mean([roc_auc_score(labels[:, k], probs[:, k]) for k in range(3)])
+    )
+
+
+def test_multi_label_needs_matching_label_vectors_and_no_sampler() -> None:
+    train, val = _multi_label_toys(64, 1), _multi_label_toys(32, 2)
+    with pytest.raises(DataError, match="multi_label=True"):
+        Trainer(tiny_cnn(3), config(epochs=1)).fit(train, val)
+    with pytest.raises(DataError, match=r"shape \(N, 2\)"):
+        Trainer(tiny_cnn(2), config(epochs=1, multi_label=True)).fit(train, val)
+    with pytest.raises(ConfigError, match="sampler"):
+        config(multi_label=True, class_balance="sampler")
+    twos = TensorDataset(train.tensors[0], train.tensors[1] * 2)
+    with pytest.raises(DataError, match="must be 0 or 1"):
+        Trainer(tiny_cnn(3), config(epochs=1, multi_label=True)).fit(twos, val)

@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from scipy.special import expit
 from torch import nn
 
 from medsight.bundle.checksum import (
@@ -65,24 +66,42 @@ class ImageBundle:
         return list(self.metadata.get("tta", []))
 
     @property
+    def multi_label(self) -> bool:
+        """Whether each class is a separate finding (several may be present in one image)."""
+        return bool(self.metadata.get("multi_label", False))
+
+    @property
     def positive_index(self) -> int | None:
         """Index of the positive class of a binary bundle, else None."""
         positive = self.metadata.get("positive_class")
         names = self.class_names
-        return names.index(positive) if len(names) == 2 and positive in names else None
+        if self.multi_label or len(names) != 2 or positive not in names:
+            return None
+        return names.index(positive)
 
     @property
     def threshold(self) -> float | None:
         """The operating threshold on the positive probability (binary bundles; bundles from
-        before it was stored decided by the larger probability, i.e. 0.5), else None."""
-        if self.positive_index is None:
+        before it was stored decided by the larger probability, i.e. 0.5), or on each finding's
+        probability (multi-label bundles), else None."""
+        if self.positive_index is None and not self.multi_label:
             return None
         stored = self.metadata.get("threshold")
         return 0.5 if stored is None else float(stored)
 
     def decide(self, probabilities: np.ndarray) -> np.ndarray:
-        """Class indices of ``(N, K)`` probabilities at the bundle's operating point."""
+        """Class indices of ``(N, K)`` probabilities at the bundle's operating point;
+        multi-label: ``(N, K)`` 0/1, a finding present at probability >= the threshold."""
+        if self.multi_label:
+            return (np.asarray(probabilities) >= self.threshold).astype(np.int64)
         return decide(probabilities, self.positive_index, self.threshold)
+
+    def explained_class(self, probabilities: np.ndarray) -> np.ndarray:
+        """The class each image's Grad-CAM is drawn for: the decided class, or for multi-label
+        bundles the most probable finding."""
+        if self.multi_label:
+            return np.asarray(probabilities).argmax(axis=1)
+        return self.decide(probabilities)
 
     # ------------------------------------------------------------------------------ writing
 
@@ -179,20 +198,28 @@ class ImageBundle:
         return []
 
     def predict_proba(self, images: np.ndarray) -> np.ndarray:
-        """Class probabilities ``(N, K)`` for prepared images, averaged over the bundle's TTA."""
+        """Class probabilities ``(N, K)`` for prepared images, averaged over the bundle's TTA
+        (multi-label: each finding's own probability, a sigmoid of its logit)."""
         images = np.ascontiguousarray(images, dtype=np.float32)
         classifier = self._classifier()
         views = [images, *(_flip(images, name) for name in self.tta)]
+        if self.multi_label:
+            return np.mean([expit(classifier.logits(view)) for view in views], axis=0)
         return np.mean([classifier.predict_proba(view) for view in views], axis=0)
 
     def prediction(self, source: str, row: np.ndarray, warnings: list[str]) -> ImagePrediction:
+        """One image's result: the decided class and its probability; multi-label: the findings
+        called present (``|``-joined, ``none`` for none) and the highest finding probability."""
+        probabilities = {name: float(p) for name, p in zip(self.class_names, row, strict=True)}
+        if self.multi_label:
+            findings = self.decide(row[None])[0]
+            label = "|".join(n for n, on in zip(self.class_names, findings, strict=True) if on)
+            return ImagePrediction(
+                source, label or "none", float(row.max()), probabilities, warnings
+            )
         decided = int(self.decide(row[None])[0])
         return ImagePrediction(
-            source,
-            self.class_names[decided],
-            float(row[decided]),
-            {name: float(p) for name, p in zip(self.class_names, row, strict=True)},
-            warnings,
+            source, self.class_names[decided], float(row[decided]), probabilities, warnings
         )
 
 

@@ -23,6 +23,7 @@ from medsight.evaluate.metrics import (
     binary_metrics_block,
     check_class_names,
     multiclass_metrics_unchecked,
+    multilabel_metrics_unchecked,
 )
 
 Statistic = Callable[[np.ndarray], float | dict[str, float]]
@@ -140,6 +141,38 @@ def multiclass_metrics_with_ci(
         return {key: _mean_skipping_nan(np.array([r[key] for r in repeats])) for key in repeats[0]}
 
     return bootstrap_ci(statistic, y.size, groups=groups, n_boot=n_boot, alpha=alpha, seed=seed)
+
+
+def multilabel_metrics_with_ci(
+    y_true: ArrayLike,
+    y_prob: ArrayLike,
+    names: Sequence[str] | None = None,
+    *,
+    threshold: float = 0.5,
+    groups: ArrayLike | None = None,
+    n_boot: int = 1000,
+    alpha: float = 0.05,
+    seed: int = 0,
+) -> dict[str, Estimate]:
+    """:func:`~medsight.evaluate.metrics.multilabel_metrics_unchecked` with bootstrap intervals;
+    ``y_true`` ``(n, L)`` of 0/1 findings, ``y_prob`` ``(n, L)``."""
+    y = np.asarray(y_true)
+    p = np.asarray(y_prob, dtype=float)
+    if y.ndim != 2 or p.shape != y.shape or y.shape[1] < 2:
+        raise DataError(
+            f"multi-label metrics need y_true and y_prob of the same shape (n, findings >= 2); "
+            f"got {y.shape} and {p.shape}."
+        )
+    if not np.isin(y, (0, 1)).all():
+        raise DataError("multi-label y_true must hold 0 and 1 only.")
+    check_probability_values(p, y.shape[0], row_axis=0)
+    labels = check_class_names(names, y.shape[1])
+    y = y.astype(np.int8)
+
+    def statistic(index: np.ndarray) -> dict[str, float]:
+        return multilabel_metrics_unchecked(y[index], p[index], labels, threshold)
+
+    return bootstrap_ci(statistic, y.shape[0], groups=groups, n_boot=n_boot, alpha=alpha, seed=seed)
 
 
 def _resampler(

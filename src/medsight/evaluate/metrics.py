@@ -61,6 +61,7 @@ METRIC_LABELS: dict[str, str] = {
     "macro_sensitivity": "Macro-averaged sensitivity",
     "macro_specificity": "Macro-averaged specificity",
     "macro_auroc": "Macro-averaged AUROC (one-vs-rest)",
+    "exact_match": "Exact match (every finding right)",
 }
 
 
@@ -250,4 +251,50 @@ def multiclass_metrics_unchecked(
     for k, name in enumerate(names):
         for metric in PER_CLASS_METRICS:
             result[f"{name}/{metric}"] = float(per_class[metric][k])
+    return result
+
+
+def multilabel_metrics_unchecked(
+    y: np.ndarray, prob: np.ndarray, names: Sequence[str], threshold: float = 0.5
+) -> dict[str, float]:
+    """Metrics of multi-label predictions: y and prob ``(n, L)``, a finding called present where
+    its probability is >= ``threshold``.
+
+    ``accuracy`` is the mean over findings of each finding's accuracy and ``macro_auroc`` the
+    mean of their AUROCs, as MedMNIST reports them for ChestMNIST; ``exact_match`` counts the
+    images with every finding right. Findings without positives (or negatives) have no AUROC and
+    are left out of its mean.
+    """
+    n = y.shape[0]
+    called = prob >= threshold
+    present = y == 1
+    tp = (called & present).sum(axis=0).astype(np.float64)
+    fp = (called & ~present).sum(axis=0).astype(np.float64)
+    fn = (~called & present).sum(axis=0).astype(np.float64)
+    tn = n - tp - fp - fn
+    auroc, _ = ranking_scores(np.ascontiguousarray(y.T), np.ascontiguousarray(prob.T))
+    with np.errstate(divide="ignore", invalid="ignore"):  # 0/0 -> nan marks undefined metrics
+        per_label = {
+            "sensitivity": tp / (tp + fn),
+            "specificity": tn / (tn + fp),
+            "ppv": tp / (tp + fp),
+            "f1": 2 * tp / (2 * tp + fp + fn),
+            "auroc": np.where((tp + fn > 0) & (tn + fp > 0), auroc, np.nan),
+        }
+
+    def mean(values: np.ndarray) -> float:
+        finite = values[np.isfinite(values)]
+        return float(finite.mean()) if finite.size else float("nan")
+
+    result = {
+        "accuracy": float(((tp + tn) / n).mean()),
+        "exact_match": float((called == present).all(axis=1).mean()),
+        "macro_f1": mean(per_label["f1"]),
+        "macro_sensitivity": mean(per_label["sensitivity"]),
+        "macro_specificity": mean(per_label["specificity"]),
+        "macro_auroc": mean(per_label["auroc"]),
+    }
+    for k, name in enumerate(names):
+        for metric in PER_CLASS_METRICS:
+            result[f"{name}/{metric}"] = float(per_label[metric][k])
     return result

@@ -25,7 +25,9 @@ SPLITS = ("train", "val", "test")
 
 @dataclass
 class ImageSet:
-    """Images ``(N, C, H, W)`` in [0, 1], labels ``(N,)`` indexing ``class_names``."""
+    """Images ``(N, C, H, W)`` in [0, 1], labels ``(N,)`` indexing ``class_names``, or for
+    multi-label data (several findings per image, e.g. ChestMNIST) 0/1 labels ``(N, L)`` with
+    one column per name in ``class_names``."""
 
     images: np.ndarray
     labels: np.ndarray
@@ -64,8 +66,16 @@ class ImageSet:
             None if self.patient_ids is None else self.patient_ids[index],
         )
 
+    @property
+    def multi_label(self) -> bool:
+        return self.labels.ndim == 2
+
     def class_counts(self) -> dict[str, int]:
-        counts = np.bincount(self.labels, minlength=len(self.class_names))
+        """Images per class (multi-label: images with each finding)."""
+        if self.multi_label:
+            counts = self.labels.sum(axis=0)
+        else:
+            counts = np.bincount(self.labels, minlength=len(self.class_names))
         return {name: int(n) for name, n in zip(self.class_names, counts, strict=True)}
 
 
@@ -294,8 +304,16 @@ def read_medmnist_npz(
                 f"(and val_*, test_*); found {sorted(keys)}."
             )
         raw = {s: (archive[f"{s}_images"], archive[f"{s}_labels"]) for s in splits}
-    n_classes = 1 + max(int(labels.max()) for _, labels in raw.values())
+    multi_label = {labels.ndim == 2 and labels.shape[1] > 1 for _, labels in raw.values()}
+    if len(multi_label) > 1:
+        raise DataError(f"{path}: some splits have one label per image, others several.")
+    if multi_label == {True}:
+        n_classes = int(raw["train"][1].shape[1])
+    else:
+        n_classes = 1 + max(int(labels.max()) for _, labels in raw.values())
     names = list(class_names) if class_names is not None else [str(i) for i in range(n_classes)]
+    if multi_label == {True} and len(names) != n_classes:
+        raise DataError(f"{path}: {n_classes} finding columns but {len(names)} names given.")
     if len(names) < n_classes:
         raise DataError(
             f"{path}: labels go up to {n_classes - 1} but {len(names)} class names given."
@@ -323,10 +341,14 @@ def _npz_images(images: np.ndarray, path: Path, split: str) -> np.ndarray:
 
 
 def _npz_labels(labels: np.ndarray, path: Path, split: str) -> np.ndarray:
+    """``(N,)`` class indices, or ``(N, L)`` 0/1 findings when there are several columns
+    (MedMNIST's multi-label ChestMNIST)."""
     labels = np.asarray(labels)
     if labels.ndim == 2 and labels.shape[1] > 1:
-        raise DataError(
-            f"{path}: {split}_labels has {labels.shape[1]} columns (multi-label, e.g. ChestMNIST); "
-            "medsight trains single-label classifiers only."
-        )
+        if not np.isin(labels, (0, 1)).all():
+            raise DataError(
+                f"{path}: {split}_labels has {labels.shape[1]} columns, read as multi-label "
+                "findings, but holds values other than 0 and 1."
+            )
+        return labels.astype(np.int64)
     return labels.reshape(-1).astype(np.int64)

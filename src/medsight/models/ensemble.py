@@ -18,16 +18,23 @@ class ProbabilityAverage(nn.Module):
     """Mean of the members' softmax probabilities, returned as log-probabilities.
 
     ``softmax(log p) == p``, so code that treats the output as logits (cross-entropy, softmax,
-    argmax, ONNX ``predict_proba``) gets the averaged probabilities unchanged.
+    argmax, ONNX ``predict_proba``) gets the averaged probabilities unchanged. With
+    ``multi_label`` each output is a separate finding: the members' sigmoid probabilities are
+    averaged per output and returned as log-odds (``sigmoid(logit p) == p``).
     """
 
-    def __init__(self, members: Sequence[nn.Module]) -> None:
+    def __init__(self, members: Sequence[nn.Module], *, multi_label: bool = False) -> None:
         super().__init__()
         if not members:
             raise ValueError("an ensemble needs at least one member")
         self.members = nn.ModuleList(members)
+        self.multi_label = multi_label
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.multi_label:
+            mean = torch.stack([member(x).sigmoid() for member in self.members]).mean(dim=0)
+            mean = mean.clamp(1e-7, 1.0 - 1e-7)
+            return mean.log() - (-mean).log1p()
         probabilities = torch.stack([member(x).softmax(dim=-1) for member in self.members])
         return probabilities.mean(dim=0).clamp_min(1e-12).log()
 

@@ -72,6 +72,11 @@ class ImageRetrainer:
         self, champion: Champion, cases: Sequence[FeedbackCase], options: RetrainOptions
     ) -> Challenge:
         bundle = ImageBundle.load(champion.folder)
+        if bundle.multi_label:
+            raise ConfigError(
+                "retraining compares one positive class on held-out cases; multi-label image "
+                "bundles (several findings per image) are not retrained from feedback yet."
+            )
         classes = bundle.class_names
         positive = _positive_index(bundle)
         config, config_source = champion_config(

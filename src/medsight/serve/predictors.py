@@ -180,11 +180,12 @@ class ImagePredictor:
     ) -> Outcome:
         prepared, warnings = self.bundle.prepare(image, "upload")
         row = self.bundle.predict_proba(prepared[None])[0]
-        decided = int(self.bundle.decide(row[None])[0])
+        result = self.bundle.prediction("upload", row, warnings)
+        decided = int(self.bundle.explained_class(row[None])[0])
         positive = self.bundle.positive_index
-        probability = float(row[decided if positive is None else positive])
+        probability = result.probability if positive is None else float(row[positive])
         outcome = Outcome(
-            label=self.classes[decided],
+            label=result.label,
             probability=round(probability, 6),
             threshold=self.bundle.threshold,
             positive_class=None if positive is None else self.classes[positive],

@@ -26,7 +26,12 @@ from medsight.bundle.image import ImageBundle
 from medsight.config import ImageTrainConfig, OperatingPointConfig, dump_config
 from medsight.data.fingerprint import package_versions
 from medsight.errors import ConfigError
-from medsight.evaluate.bootstrap import Estimate, binary_metrics_with_ci, multiclass_metrics_with_ci
+from medsight.evaluate.bootstrap import (
+    Estimate,
+    binary_metrics_with_ci,
+    multiclass_metrics_with_ci,
+    multilabel_metrics_with_ci,
+)
 from medsight.evaluate.thresholds import choose_threshold, decide
 from medsight.models.ensemble import ProbabilityAverage, member_seed
 from medsight.models.imaging import check_input_size
@@ -65,9 +70,13 @@ class TrainedImageModel:
     threshold: float | None  # on the positive probability, binary tasks only (else argmax)
     threshold_method: str  # "fixed", "youden on val", "sensitivity 0.95 on val" or "argmax"
     svm_seconds: float = 0.0  # fitting the pixel SVM member (part of train_seconds)
+    multi_label: bool = False  # several findings per image, each with its own probability
 
     def predicted_classes(self, probabilities: np.ndarray) -> np.ndarray:
-        """Class indices at the model's operating point (argmax for more than two classes)."""
+        """Class indices at the model's operating point (argmax for more than two classes);
+        multi-label: ``(N, L)`` 0/1, each finding present at probability >= the threshold."""
+        if self.multi_label:
+            return (np.asarray(probabilities) >= self.threshold).astype(np.int64)
         return decide(probabilities, self.positive_index, self.threshold)
 
     @property
@@ -98,9 +107,12 @@ def build_network(spec: dict[str, Any], normalisation: dict[str, list[float]]) -
     ensemble of ``spec["ensemble"]`` such networks when that is more than 1, with an (empty)
     pixel SVM member when ``spec["svm_member"]`` gives its sizes."""
     networks = [_single_network(spec, normalisation) for _ in range(int(spec.get("ensemble", 1)))]
+    multi_label = bool(spec.get("multi_label", False))
     if spec.get("svm_member"):
         return ProbabilityAverage([*networks, PixelSVM(**spec["svm_member"])])
-    return ProbabilityAverage(networks) if len(networks) > 1 else networks[0]
+    if len(networks) > 1:
+        return ProbabilityAverage(networks, multi_label=multi_label)
+    return networks[0]
 
 
 def _single_network(spec: dict[str, Any], normalisation: dict[str, list[float]]) -> nn.Module:
@@ -132,6 +144,8 @@ def new_network(
         "num_classes": len(splits.class_names),
         "ensemble": config.model.ensemble,
     }
+    if splits.train.multi_label:
+        spec["multi_label"] = True
     if config.model.weights is not None:
         spec["params"]["weights"] = str(config.model.weights)
     mean, std = channel_statistics(splits.train.images)
@@ -158,6 +172,9 @@ def train_image_model(
     val by itself. Under ``torchrun`` pass the job's ``distributed`` context: every rank trains
     its shard and ends with the same weights and test probabilities.
     """
+    multi_label = splits.train.multi_label
+    if multi_label:
+        check_multi_label_config(config)
     torch.manual_seed(config.seed)  # the initial weights
     model, spec, normalisation = new_network(config, splits)
     height = splits.train.image_shape[1]
@@ -170,7 +187,13 @@ def train_image_model(
         train = ImageTensorDataset(splits.train.images, splits.train.labels, transform, seed=seed)
         trainer = Trainer(
             member,
-            engine_config(config.engine, seed, n_train=len(train), progress=progress),
+            engine_config(
+                config.engine,
+                seed,
+                n_train=len(train),
+                progress=progress,
+                multi_label=multi_label,
+            ),
             checkpoint_dir=_member_folder(checkpoint_dir, index, len(members)),
             distributed=distributed,
         )
@@ -197,14 +220,18 @@ def train_image_model(
         spec["svm_member"] = svm.spec()
         if distributed is None or distributed.is_main:
             logger.info("%s, %.1f s", svm.describe(), svm_seconds)
-    predictor = Trainer(model, engine_config(config.engine, config.seed, n_train=1))
+    predictor = Trainer(
+        model, engine_config(config.engine, config.seed, n_train=1, multi_label=multi_label)
+    )
     test = ImageTensorDataset(splits.test.images, splits.test.labels)
     test_probabilities = predictor.predict_proba(test, tta=tta_functions(tta))
     seconds = svm_seconds + sum(record.train_seconds for fit in fits for record in fit.history)
     positive: int | None = None
     threshold: float | None = None
     method = "argmax"
-    if len(splits.class_names) == 2:
+    if multi_label:
+        threshold, method = config.evaluation.fixed_threshold, "each finding at a fixed cut"
+    elif len(splits.class_names) == 2:
         positive = positive_index(splits, config.data.positive_class)
         threshold, method = config.evaluation.fixed_threshold, "fixed"
         if config.evaluation.threshold != "fixed":  # only then is val predicted
@@ -224,7 +251,22 @@ def train_image_model(
         threshold,
         method,
         svm_seconds,
+        multi_label,
     )
+
+
+def check_multi_label_config(config: ImageTrainConfig) -> None:
+    """Settings that have no multi-label meaning are refused before any training."""
+    if config.model.svm_member.enabled:
+        raise ConfigError(
+            "the pixel SVM member is for one label per image; turn it off "
+            "(model.svm_member.enabled: false) for multi-label data."
+        )
+    if config.evaluation.threshold != "fixed":
+        raise ConfigError(
+            f"evaluation.threshold '{config.evaluation.threshold}' chooses one cut for a positive "
+            "class; multi-label data decide each finding at evaluation.fixed_threshold."
+        )
 
 
 def fit_svm_member(config: ImageTrainConfig, splits: ImageSplits) -> PixelSVM:
@@ -278,9 +320,19 @@ def score_test(
     threshold: float = 0.5,
 ) -> dict[str, Estimate]:
     """Test-split metrics with bootstrap CIs: binary metrics for 2 classes (decided at
-    ``threshold``), else multi-class."""
+    ``threshold``), multi-label metrics (each finding at ``threshold``), else multi-class."""
     y = splits.test.labels
     groups = splits.test.patient_ids
+    if splits.test.multi_label:
+        return multilabel_metrics_with_ci(
+            y,
+            probabilities,
+            splits.class_names,
+            threshold=threshold,
+            groups=groups,
+            n_boot=n_bootstrap,
+            seed=seed,
+        )
     if len(splits.class_names) == 2:
         return binary_metrics_with_ci(
             (y == positive_index).astype(int),
@@ -436,7 +488,12 @@ def bundle_metadata(
         "name": config.name or _source_stem(splits.source),
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
         "class_names": splits.class_names,
-        "positive_class": splits.class_names[positive] if len(splits.class_names) == 2 else None,
+        "positive_class": (
+            splits.class_names[positive]
+            if len(splits.class_names) == 2 and not trained.multi_label
+            else None
+        ),
+        "multi_label": trained.multi_label,
         "input_shape": list(splits.train.image_shape),
         "input_range": [0.0, 1.0],
         "model": trained.model_spec,
@@ -476,16 +533,27 @@ def _write_tables(folder: Path, splits: ImageSplits, trained: TrainedImageModel)
     )
     history.to_csv(folder / "history.csv", index=False)
     probabilities = trained.test_probabilities
+    names = splits.class_names
+    predicted = trained.predicted_classes(probabilities)
     table = pd.DataFrame(
         {
             "source": splits.test.sources,
-            "label": [splits.class_names[i] for i in splits.test.labels],
-            "prediction": [splits.class_names[i] for i in trained.predicted_classes(probabilities)],
+            "label": [class_text(row, names) for row in splits.test.labels],
+            "prediction": [class_text(row, names) for row in predicted],
         }
     )
     for k, name in enumerate(splits.class_names):
         table[f"p_{name}"] = probabilities[:, k].round(6)
     table.to_csv(folder / "test_predictions.csv", index=False)
+
+
+def class_text(label: np.ndarray | int, names: list[str]) -> str:
+    """A class index as its name; a multi-label 0/1 row as its findings joined by ``|``
+    (``none`` when there is none)."""
+    row = np.asarray(label)
+    if row.ndim == 0:
+        return names[int(row)]
+    return "|".join(name for name, on in zip(names, row, strict=True) if on) or "none"
 
 
 def _source_stem(source: str) -> str:

@@ -159,7 +159,11 @@ def _holdout(
 def check_splits(splits: ImageSplits) -> None:
     """Two or more classes to learn, every split non-empty, one image shape, finite pixels."""
     n_classes = len(splits.class_names)
-    present = np.unique(splits.train.labels)
+    if splits.train.multi_label:
+        _check_findings(splits)
+        present = np.array([0, 1])
+    else:
+        present = np.unique(splits.train.labels)
     if len(present) < 2:
         raise DataError(
             f"{splits.source}: the training split has a single class "
@@ -171,9 +175,28 @@ def check_splits(splits: ImageSplits) -> None:
             raise DataError(f"{splits.source}: the {name} split is empty.")
         if not np.isfinite(image_set.images).all():
             raise DataError(f"{splits.source}: the {name} split has non-finite pixel values.")
-        if image_set.labels.max() >= n_classes:
+        if image_set.multi_label != splits.train.multi_label:
+            raise DataError(f"{splits.source}: {name} is not labelled like the training split.")
+        if not image_set.multi_label and image_set.labels.max() >= n_classes:
             raise DataError(f"{splits.source}: {name} has labels beyond the {n_classes} classes.")
     if len(set(shapes.values())) > 1:
         raise DataError(
             f"{splits.source}: splits have different image shapes {shapes}; set data.image_size."
+        )
+
+
+def _check_findings(splits: ImageSplits) -> None:
+    """Multi-label: one column per finding, and some finding both present and absent in train."""
+    names = splits.class_names
+    for name, image_set in splits.items():
+        if image_set.labels.shape[1] != len(names):
+            raise DataError(
+                f"{splits.source}: {name} has {image_set.labels.shape[1]} label columns for "
+                f"{len(names)} findings."
+            )
+    positives = splits.train.labels.sum(axis=0)
+    if not ((positives > 0) & (positives < len(splits.train))).any():
+        raise DataError(
+            f"{splits.source}: no finding is both present and absent in the training split; "
+            "there is nothing to learn."
         )

@@ -60,7 +60,7 @@ def _gradcams(
 ) -> list[Path]:
     from medsight.explain.gradcam import save_gradcam_pngs
 
-    predicted = bundle.decide(probabilities)
+    predicted = bundle.explained_class(probabilities)
     titles = [
         f"{bundle.class_names[k]} p={probabilities[i, k]:.2f}" for i, k in enumerate(predicted)
     ]

@@ -17,6 +17,7 @@ from medsight.evaluate.metrics import METRIC_LABELS, PER_CLASS_METRICS
 from medsight.evaluate.plots import plot_calibration, plot_confusion_matrix, plot_roc
 from medsight.evaluate.report import Report
 from medsight.models.pixel_svm import svm_member
+from medsight.tasks.image import class_text
 
 if TYPE_CHECKING:
     from medsight.tasks.image import TrainedImageModel
@@ -25,6 +26,7 @@ if TYPE_CHECKING:
 
 HEADLINE_BINARY = ("auroc", "accuracy", "sensitivity", "specificity")
 HEADLINE_MULTICLASS = ("macro_auroc", "accuracy", "macro_f1", "balanced_accuracy")
+HEADLINE_MULTILABEL = ("macro_auroc", "accuracy", "exact_match", "macro_f1")
 
 
 @dataclass
@@ -50,13 +52,21 @@ def gradcam_examples(
     seed: int,
 ) -> list[GradCamExample]:
     """Grad-CAM PNGs for up to ``count`` test cases, half correctly and half wrongly
-    ``predicted`` (class indices at the model's operating point)."""
+    ``predicted`` (class indices at the model's operating point). Multi-label: ``predicted`` is
+    ``(N, L)`` 0/1, a case is correct when every finding is, and the map is drawn for the most
+    probable finding."""
     from medsight.explain.gradcam import save_gradcam_pngs
 
     if count == 0:
         return []
     names = splits.class_names
-    correct = predicted == splits.test.labels
+    labels = splits.test.labels
+    if splits.test.multi_label:
+        correct = (predicted == labels).all(axis=1)
+        target = probabilities.argmax(axis=1)
+    else:
+        correct = predicted == labels
+        target = predicted
     rng = np.random.default_rng(seed)
     wrong_pick = rng.permutation(np.flatnonzero(~correct))[: count // 2]
     right_pick = rng.permutation(np.flatnonzero(correct))[: count - len(wrong_pick)]
@@ -66,17 +76,18 @@ def gradcam_examples(
     folder.mkdir(parents=True, exist_ok=True)
     paths = [folder / f"test-{index:05d}.png" for index in chosen]
     titles = [
-        f"predicted {names[predicted[i]]} (p={probabilities[i, predicted[i]]:.2f}); "
-        f"reference {names[splits.test.labels[i]]}"
+        f"predicted {class_text(predicted[i], names)} "
+        f"(map: {names[target[i]]}, p={probabilities[i, target[i]]:.2f}); "
+        f"reference {class_text(labels[i], names)}"
         for i in chosen
     ]
-    save_gradcam_pngs(model, splits.test.images[chosen], predicted[chosen], paths, titles)
+    save_gradcam_pngs(model, splits.test.images[chosen], target[chosen], paths, titles)
     examples = [
         GradCamExample(
             splits.test.sources[index],
-            names[splits.test.labels[index]],
-            names[predicted[index]],
-            float(probabilities[index, predicted[index]]),
+            class_text(labels[index], names),
+            class_text(predicted[index], names),
+            float(probabilities[index, target[index]]),
             bool(correct[index]),
             path,
         )
@@ -95,15 +106,20 @@ def build_image_report(
 ) -> Report:
     """Summary, test metrics with CIs, curves, confusion matrix, Grad-CAM, data and config."""
     names = splits.class_names
-    binary = len(names) == 2
+    multi_label = trained.multi_label
+    binary = len(names) == 2 and not multi_label
     report = Report(
         title=f"medsight report: {metadata['name']}",
         subtitle=(
-            f"Image classification ({', '.join(names)}) with '{config.model.name}'; "
+            f"Image classification ({', '.join(names)}"
+            + ("; several findings per image" if multi_label else "")
+            + f") with '{config.model.name}'; "
             "figures are from the held-out test split, scored once."
         ),
     )
     headline = HEADLINE_BINARY if binary else HEADLINE_MULTICLASS
+    if multi_label:
+        headline = HEADLINE_MULTILABEL
     summary = report.add_section(
         "Summary",
         "The model was trained on the training split; early stopping and the choice of epoch used "
@@ -134,7 +150,8 @@ def build_image_report(
     overall = {k: v for k, v in metrics.items() if "/" not in k}
     performance.add_metrics(overall, caption="Test split")
     if not binary:
-        performance.add_table(_per_class_table(metrics, names), caption="Per class (one-vs-rest)")
+        caption = "Per finding" if multi_label else "Per class (one-vs-rest)"
+        performance.add_table(_per_class_table(metrics, names), caption=caption)
     y = splits.test.labels
     probabilities = trained.test_probabilities
     if binary:
@@ -143,8 +160,9 @@ def build_image_report(
         performance.add_figure(
             plot_calibration((y == positive).astype(int), probabilities[:, positive])
         )
-    predicted = trained.predicted_classes(probabilities)
-    performance.add_figure(plot_confusion_matrix(y, predicted, names))
+    if not multi_label:  # findings are not exclusive: there is no one confusion matrix
+        predicted = trained.predicted_classes(probabilities)
+        performance.add_figure(plot_confusion_matrix(y, predicted, names))
 
     training = report.add_section("Training", "Loss and validation AUROC per epoch.")
     training.add_figure(_plot_history(trained))
@@ -166,8 +184,9 @@ def build_image_report(
 
     data = report.add_section("Data")
     counts = pd.DataFrame({name: s.class_counts() for name, s in splits.items()})
-    counts.index.name = "class"
-    data.add_table(counts, caption="Images per class and split")
+    counts.index.name = "finding" if multi_label else "class"
+    noun = "each finding" if multi_label else "class"
+    data.add_table(counts, caption=f"Images per {noun} and split")
     settings = report.add_section("Configuration")
     settings.add_text(dump_config(config))
     return report
@@ -266,6 +285,8 @@ def model_card(
 
 
 def _decision_rule(trained: TrainedImageModel, names: list[str]) -> str:
+    if trained.multi_label:
+        return f"each finding is called present when its probability is >= {trained.threshold:.3f}"
     if trained.threshold is None or trained.positive_index is None:
         return "the most probable class"
     return (

@@ -1,7 +1,10 @@
 """The one torch training engine of medsight (images, ECG, and later autoencoders, GANs, text).
 
 `Trainer` fits an ``nn.Module`` that maps a batch ``x`` to logits ``(N, n_classes)`` (binary tasks
-use two logits and softmax) on map-style datasets yielding ``(x, label)``. It does AdamW with linear
+use two logits and softmax) on map-style datasets yielding ``(x, label)``. With ``multi_label``
+each item's label is a 0/1 vector with one entry per output (several findings may be present at
+once, as in ChestMNIST): every output gets its own sigmoid and binary cross-entropy, and AUROC is
+the mean over outputs. It does AdamW with linear
 warm-up then cosine decay stepped per batch, class weights or a weighted sampler, AMP on CUDA
 (bf16 on CPUs that have it, on request), an optional exponential moving average (EMA) or
 stochastic weight average (SWA) of the weights, early stopping on validation AUROC (or loss) with
@@ -116,6 +119,9 @@ class EngineConfig:
     # of the epochs, validate, early-stop on and keep the equal average of the end-of-epoch weights
     # and BatchNorm buffers; earlier epochs train but are not kept. None keeps the raw weights.
     swa_start: float | None = None
+    # labels are (N, n_outputs) 0/1 vectors: a sigmoid and binary cross-entropy per output,
+    # class_balance "weights" weighs each output's positives by its negatives / positives
+    multi_label: bool = False
     device: str = "auto"  # "auto": cuda if available else cpu; ignored under DDP
     # image batches (N, C, H, W) and 2D convolution weights in channels-last memory: the same
     # model, but oneDNN and cuDNN convolutions run faster on it (1.2-1.6x for small_cnn on a
@@ -179,6 +185,11 @@ class EngineConfig:
             "swa_start",
             "cannot be combined with ema_decay: both replace the kept weights by an average",
         )
+        need(
+            not (self.multi_label and self.class_balance == "sampler"),
+            "class_balance",
+            "'sampler' draws by one class per item; multi-label data use 'weights' or 'none'",
+        )
         need(is_int(self.seed) and self.seed >= 0, "seed", "must be an integer >= 0")
         need(is_int(self.num_workers) and self.num_workers >= 0, "num_workers", "must be >= 0")
 
@@ -194,7 +205,7 @@ class EpochRecord:
     epoch: int
     train_loss: float  # mean training loss over all ranks
     val_loss: float  # cross-entropy of the validation set (or loss_fn when one is given)
-    val_auroc: float | None  # binary: class-1 probability; multi-class: macro one-vs-rest
+    val_auroc: float | None  # binary: class-1; multi-class: macro one-vs-rest; multi-label: mean
     score: float  # the monitored value, higher is better: val_auroc or -val_loss
     learning_rate: float  # learning rate of the epoch's last batch
     train_seconds: float  # wall time of the training pass only (no validation, no checkpoint)
@@ -236,13 +247,21 @@ def class_weights(counts: Sequence[int] | np.ndarray) -> np.ndarray:
 
 
 def macro_auroc(labels: np.ndarray, probabilities: np.ndarray) -> float | None:
-    """Binary: AUROC of the class-1 probability; multi-class: mean one-vs-rest AUROC.
+    """Binary: AUROC of the class-1 probability; multi-class: mean one-vs-rest AUROC;
+    multi-label (``labels`` ``(N, L)`` of 0/1): mean AUROC over the labels.
 
     Classes absent from ``labels`` (or the only class present) are left out of the mean;
     ``None`` when no class has both positives and negatives.
     """
     labels = np.asarray(labels)
     n_classes = probabilities.shape[1]
+    if labels.ndim == 2:
+        scores = [
+            roc_auc_score(labels[:, k], probabilities[:, k])
+            for k in range(n_classes)
+            if 0 < int(labels[:, k].sum()) < len(labels)
+        ]
+        return float(np.mean(scores)) if scores else None
     if n_classes == 2:
         if len(np.unique(labels)) < 2:
             return None
@@ -256,7 +275,8 @@ def macro_auroc(labels: np.ndarray, probabilities: np.ndarray) -> float | None:
 
 
 def dataset_labels(dataset: Dataset) -> np.ndarray:
-    """Integer labels of a map-style dataset, from a ``labels``/``targets`` attribute if any."""
+    """Integer labels ``(N,)`` of a map-style dataset, or 0/1 label vectors ``(N, L)``, from a
+    ``labels``/``targets`` attribute if any."""
     n = len(dataset)  # type: ignore[arg-type]
     if isinstance(dataset, Subset):
         return dataset_labels(dataset.dataset)[np.asarray(dataset.indices, dtype=np.int64)]
@@ -267,6 +287,8 @@ def dataset_labels(dataset: Dataset) -> np.ndarray:
         array = np.asarray(value.cpu() if isinstance(value, Tensor) else value)
         if array.ndim >= 1 and array.shape[0] == n and array.size == n:
             return _as_int_labels(array.reshape(-1), f"dataset.{name}")
+        if array.ndim == 2 and array.shape[0] == n:
+            return _as_int_labels(array, f"dataset.{name}")
     raw = []
     for i in range(n):
         item = dataset[i]
@@ -276,8 +298,8 @@ def dataset_labels(dataset: Dataset) -> np.ndarray:
                 "training datasets must yield (x, label)"
             )
         label = item[1]
-        raw.append(label.item() if isinstance(label, Tensor | np.ndarray) else label)
-    return _as_int_labels(np.asarray(raw), "dataset items")
+        raw.append(np.asarray(label.cpu() if isinstance(label, Tensor) else label))
+    return _as_int_labels(np.stack(raw), "dataset items")
 
 
 def _as_int_labels(array: np.ndarray, where: str) -> np.ndarray:
@@ -494,8 +516,10 @@ class Trainer:
             )
         return int(out.shape[1])
 
-    @staticmethod
-    def _check_label_range(labels: np.ndarray, n_classes: int, role: str) -> None:
+    def _check_label_range(self, labels: np.ndarray, n_classes: int, role: str) -> None:
+        if self.config.multi_label or labels.ndim == 2:
+            self._check_label_vectors(labels, n_classes, role)
+            return
         bad = np.unique(labels[(labels < 0) | (labels >= n_classes)])
         if bad.size:
             raise DataError(
@@ -503,6 +527,20 @@ class Trainer:
                 f"the model outputs {n_classes} logits. Relabel the data as 0..n_classes-1 or "
                 "give the model one output per class."
             )
+
+    def _check_label_vectors(self, labels: np.ndarray, n_classes: int, role: str) -> None:
+        if not self.config.multi_label:
+            raise DataError(
+                f"the {role} dataset has label vectors {labels.shape[1:]}, not one class per "
+                "item; multi-label data need EngineConfig(multi_label=True)."
+            )
+        if labels.ndim != 2 or labels.shape[1] != n_classes:
+            raise DataError(
+                f"a multi-label model with {n_classes} outputs needs {role} labels of shape "
+                f"(N, {n_classes}); got {labels.shape}."
+            )
+        if not np.isin(labels, (0, 1)).all():
+            raise DataError(f"multi-label {role} labels must be 0 or 1.")
 
     def _steps_per_epoch(self, n_train: int) -> tuple[int, bool]:
         """Batches per epoch on each rank, and whether the last (size-1) batch is dropped."""
@@ -577,17 +615,7 @@ class Trainer:
         self._check_label_range(train_labels, n_classes, "training")
         self._check_label_range(val_labels, n_classes, "validation")
 
-        counts = np.bincount(train_labels, minlength=n_classes)
-        if ctx.is_main and (counts == 0).any():
-            logger.warning("classes %s have no training examples", np.flatnonzero(counts == 0))
-        weights = class_weights(counts)
-        self.class_weights = None
-        if self.loss_fn is None and cfg.class_balance == "weights":
-            self.class_weights = torch.as_tensor(weights, dtype=torch.float32, device=self.device)
-        criterion: LossFn = self.loss_fn or nn.CrossEntropyLoss(
-            weight=self.class_weights, label_smoothing=cfg.label_smoothing
-        )
-        sample_weights = weights[train_labels] if cfg.class_balance == "sampler" else None
+        criterion, sample_weights = self._criterion(train_labels, n_classes)
 
         steps, drop_last = self._steps_per_epoch(len(train_labels))
         total_steps = steps * cfg.epochs
@@ -607,7 +635,7 @@ class Trainer:
         per_epoch_average = averaged if self.config.swa_start is not None else None  # SWA
 
         monitored = "val_auroc"
-        probe = np.eye(n_classes)[val_labels]
+        probe = val_labels.astype(float) if cfg.multi_label else np.eye(n_classes)[val_labels]
         if cfg.monitor == "loss" or macro_auroc(val_labels, probe) is None:
             monitored = "-val_loss"
             if cfg.monitor == "auroc" and ctx.is_main:
@@ -672,6 +700,37 @@ class Trainer:
         finally:
             progress.close()
         return self._finish(run, monitored)
+
+    def _criterion(
+        self, train_labels: np.ndarray, n_classes: int
+    ) -> tuple[LossFn, np.ndarray | None]:
+        """The training loss (with class weights when asked) and the sampler's item weights."""
+        cfg = self.config
+        self.class_weights = None
+        if cfg.multi_label:
+            positives = train_labels.sum(axis=0).astype(np.float64)
+            if self.ctx.is_main and (positives == 0).any():
+                logger.warning(
+                    "labels %s have no positive training examples", np.flatnonzero(positives == 0)
+                )
+            if self.loss_fn is None and cfg.class_balance == "weights":
+                ratio = (len(train_labels) - positives) / np.maximum(positives, 1.0)
+                self.class_weights = torch.as_tensor(ratio, dtype=torch.float32, device=self.device)
+            return self.loss_fn or _MultiLabelLoss(self.class_weights, cfg.label_smoothing), None
+        counts = np.bincount(train_labels, minlength=n_classes)
+        if self.ctx.is_main and (counts == 0).any():
+            logger.warning("classes %s have no training examples", np.flatnonzero(counts == 0))
+        weights = class_weights(counts)
+        if self.loss_fn is None and cfg.class_balance == "weights":
+            self.class_weights = torch.as_tensor(weights, dtype=torch.float32, device=self.device)
+        criterion: LossFn = self.loss_fn or nn.CrossEntropyLoss(
+            weight=self.class_weights, label_smoothing=cfg.label_smoothing
+        )
+        return criterion, weights[train_labels] if cfg.class_balance == "sampler" else None
+
+    def _probabilities(self, logits: Tensor) -> Tensor:
+        """Softmax over the classes, or a sigmoid per output for multi-label models."""
+        return torch.sigmoid(logits) if self.config.multi_label else torch.softmax(logits, dim=1)
 
     def _kept(self, averaged: AveragedModel | None, epoch: int) -> nn.Module:
         """The weights validated after ``epoch``: the EMA or SWA average once it may be kept,
@@ -771,7 +830,7 @@ class Trainer:
     @torch.inference_mode()
     def _logits(self, model: nn.Module, data: Dataset | Tensor) -> Tensor:
         """Float32 CPU logits of ``model`` for every item of ``data`` (identity transform only)."""
-        parts = list(self._batch_outputs(model, data, (), None, softmax=False, autocast=True))
+        parts = list(self._batch_outputs(model, data, (), None, probabilities=False, autocast=True))
         # A DDP rank's validation shard is empty when there are fewer items than ranks.
         return torch.cat(parts) if parts else torch.empty(0, self.n_classes)
 
@@ -782,10 +841,11 @@ class Trainer:
         tta: Sequence[BatchFn],
         batch_size: int | None,
         *,
-        softmax: bool,
+        probabilities: bool,
         autocast: bool,
     ) -> Iterator[Tensor]:
-        """Per batch: logits, or softmax averaged over identity + ``tta``; float32 on the CPU.
+        """Per batch: logits, or probabilities averaged over identity + ``tta``; float32 on the
+        CPU.
 
         ``autocast`` runs the model under the mixed precision of training (validation, for speed);
         without it the model runs in float32, as the exported ONNX model does.
@@ -801,9 +861,9 @@ class Trainer:
             x = batch[0] if isinstance(batch, list | tuple) else batch
             x = self._to_device(x)
             with self._autocast() if autocast else contextlib.nullcontext():
-                if softmax:
+                if probabilities:
                     out = sum(
-                        torch.softmax(model(fn(x)).float(), dim=1) for fn in (_identity, *tta)
+                        self._probabilities(model(fn(x)).float()) for fn in (_identity, *tta)
                     ) / (1 + len(tta))
                 else:
                     out = model(x).float()
@@ -832,6 +892,8 @@ class Trainer:
         targets = torch.as_tensor(val_labels, dtype=torch.long)
         if self.loss_fn is not None:  # on the training device, where its own tensors live
             val_loss = float(self.loss_fn(logits.to(self.device), targets.to(self.device)))
+        elif self.config.multi_label:
+            val_loss = float(F.binary_cross_entropy_with_logits(logits, targets.float()))
         else:
             val_loss = float(F.cross_entropy(logits, targets))
         if not math.isfinite(val_loss):
@@ -839,7 +901,7 @@ class Trainer:
                 f"validation loss became {val_loss} in epoch {epoch}: the model outputs non-finite "
                 "logits; check the validation inputs for NaN/inf values or lower learning_rate"
             )
-        auroc = macro_auroc(val_labels, torch.softmax(logits, dim=1).numpy())
+        auroc = macro_auroc(val_labels, self._probabilities(logits).numpy())
         score = auroc if monitored == "val_auroc" and auroc is not None else -val_loss
         return EpochRecord(epoch, math.nan, val_loss, auroc, score, math.nan, 0.0, 0, 0.0)
 
@@ -1016,7 +1078,8 @@ class Trainer:
         tta: Sequence[BatchFn] = (),
         batch_size: int | None = None,
     ) -> np.ndarray:
-        """Probabilities ``(n, n_classes)``: softmax averaged over identity + each TTA function.
+        """Probabilities ``(n, n_classes)``: softmax (a sigmoid per output for multi-label
+        models) averaged over identity + each TTA function.
 
         Always in float32, even when training used mixed precision, so that reported test figures
         are those of the deployed (exported) model.
@@ -1031,12 +1094,14 @@ class Trainer:
             with torch.inference_mode():
                 parts = list(
                     self._batch_outputs(
-                        self.model, data, tta, batch_size, softmax=True, autocast=False
+                        self.model, data, tta, batch_size, probabilities=True, autocast=False
                     )
                 )
         finally:
             self.model.train(was_training)
         probabilities = torch.cat(parts).double()
+        if self.config.multi_label:
+            return probabilities.numpy()
         return (probabilities / probabilities.sum(dim=1, keepdim=True)).numpy()
 
 
@@ -1059,3 +1124,15 @@ def seed_worker(worker_id: int) -> None:
 
 def _identity(x: Tensor) -> Tensor:
     return x
+
+
+class _MultiLabelLoss:
+    """Binary cross-entropy of each output's logit against its 0/1 label; positives weighted by
+    ``pos_weight`` (per output); label smoothing moves targets ``smoothing / 2`` toward 0.5."""
+
+    def __init__(self, pos_weight: Tensor | None, smoothing: float) -> None:
+        self.pos_weight, self.smoothing = pos_weight, smoothing
+
+    def __call__(self, logits: Tensor, labels: Tensor) -> Tensor:
+        targets = labels.float() * (1.0 - self.smoothing) + self.smoothing / 2
+        return F.binary_cross_entropy_with_logits(logits, targets, pos_weight=self.pos_weight)

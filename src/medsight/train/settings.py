@@ -13,14 +13,27 @@ from medsight.train.engine import EngineConfig
 
 
 def engine_config(
-    settings: EngineSettings, seed: int, *, n_train: int, progress: bool = True
+    settings: EngineSettings,
+    seed: int,
+    *,
+    n_train: int,
+    progress: bool = True,
+    multi_label: bool = False,
 ) -> EngineConfig:
     """The engine's settings for ``n_train`` examples: epochs capped by ``max_steps``, warm-up as
-    a fraction of them (``tta`` is applied at prediction, not here)."""
+    a fraction of them (``tta`` is applied at prediction, not here); ``multi_label`` comes from
+    the data."""
     epochs = settings.epochs
     if settings.max_steps is not None:
         steps_per_epoch = max(1, math.ceil(n_train / settings.batch_size))
         epochs = max(1, min(epochs, math.ceil(settings.max_steps / steps_per_epoch)))
     values = settings.model_dump(exclude={"tta", "max_steps", "warmup_fraction", "epochs"})
     warmup = round(settings.warmup_fraction * epochs)
-    return EngineConfig(**values, epochs=epochs, warmup_epochs=warmup, seed=seed, progress=progress)
+    return EngineConfig(
+        **values,
+        epochs=epochs,
+        warmup_epochs=warmup,
+        seed=seed,
+        progress=progress,
+        multi_label=multi_label,
+    )

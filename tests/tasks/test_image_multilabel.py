@@ -1,0 +1,142 @@
+"""Multi-label images (several findings per image, as MedMNIST's ChestMNIST): train, report,
+bundle, predict, and the settings that are refused."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from medsight.bundle.image import ImageBundle
+from medsight.cli.main import app
+from medsight.config import ImageDataConfig, ImageTrainConfig
+from medsight.errors import ConfigError
+from medsight.tasks.image import run_image
+
+FINDINGS = ["0", "1", "2"]  # an .npz outside the MedMNIST catalogue: columns by number
+# where each finding puts its bright square: on the vertical midline, so that the default
+# horizontal flips (augmentation and TTA) keep each finding where it is
+PATCHES = [(2, 11), (11, 11), (20, 11)]
+SIZES = {"train": 300, "val": 90, "test": 120}
+
+
+def _write_findings_npz(path: Path, seed: int = 0) -> Path:
+    """28x28 noise images; each finding independently present (p 0.35) as a bright 6x6 square."""
+    rng = np.random.default_rng(seed)
+    arrays = {}
+    for split, n in SIZES.items():
+        labels = (rng.random((n, 3)) < 0.35).astype(np.uint8)
+        images = rng.normal(80, 20, (n, 28, 28))
+        for k, (row, col) in enumerate(PATCHES):
+            images[labels[:, k] == 1, row : row + 6, col : col + 6] += 90
+        arrays[f"{split}_images"] = np.clip(images, 0, 255).astype(np.uint8)
+        arrays[f"{split}_labels"] = labels
+    np.savez(path, **arrays)
+    return path
+
+
+def _config(npz: Path, out: Path) -> ImageTrainConfig:
+    config = ImageTrainConfig(data=ImageDataConfig(path=str(npz)), output_dir=out, name="ml")
+    config.model.ensemble = 2
+    config.model.params = {"width": 8}
+    config.engine.epochs = 4
+    config.evaluation.n_bootstrap = 200
+    config.evaluation.gradcam_cases = 4
+    return config
+
+
+@pytest.fixture(scope="module")
+def findings_run(tmp_path_factory: pytest.TempPathFactory):
+    folder = tmp_path_factory.mktemp("multilabel")
+    npz = _write_findings_npz(folder / "findings.npz")
+    return run_image(_config(npz, folder / "runs"), progress=False), npz
+
+
+def test_each_finding_is_learnt_and_reported(findings_run) -> None:
+    result, _ = findings_run
+    metrics = json.loads((result.run_dir / "metrics.json").read_text())
+    assert metrics["macro_auroc"]["value"] > 0.9
+    assert {"accuracy", "exact_match", "0/auroc", "2/sensitivity"} <= set(metrics)
+    assert result.trained.multi_label and result.trained.test_probabilities.shape == (120, 3)
+    html = (result.run_dir / "report.html").read_text()
+    assert "Per finding" in html and "Exact match" in html and "several findings" in html
+    table = pd.read_csv(result.run_dir / "test_predictions.csv", keep_default_na=False)
+    labels = result.splits.test.labels
+    expected = [
+        "|".join(n for n, on in zip(FINDINGS, row, strict=True) if on) or "none" for row in labels
+    ]
+    assert table["label"].tolist() == expected
+    called = (table[[f"p_{n}" for n in FINDINGS]].to_numpy() >= 0.5).astype(int)
+    assert table["prediction"].tolist() == [
+        "|".join(n for n, on in zip(FINDINGS, row, strict=True) if on) or "none" for row in called
+    ]
+    assert len(list((result.run_dir / "gradcam").glob("*.png"))) == 4
+
+
+def test_bundle_gives_each_finding_its_own_probability(findings_run, tmp_path: Path) -> None:
+    result, _ = findings_run
+    bundle = ImageBundle.load(result.bundle_path)
+    assert bundle.multi_label and bundle.threshold == 0.5 and bundle.positive_index is None
+    onnx = bundle.predict_proba(result.splits.test.images)
+    assert np.abs(onnx - result.trained.test_probabilities).max() < 1e-4
+    assert not np.allclose(onnx.sum(axis=1), 1.0)  # findings, not exclusive classes
+    assert "each finding is called present" in bundle.model_card
+
+    image = np.full((28, 28), 80, np.uint8)
+    image[11:17, 11:17] = 200  # finding 1 only
+    png = tmp_path / "case.png"
+    Image.fromarray(image).save(png)
+    out = tmp_path / "out.json"
+    args = [str(png), "--gradcam-dir", str(tmp_path), "--output", str(out)]
+    done = CliRunner().invoke(app, ["predict", str(result.bundle_path), *args])
+    assert done.exit_code == 0, done.output
+    (answer,) = json.loads(out.read_text())
+    probabilities = answer["probabilities"]
+    assert max(probabilities, key=probabilities.get) == "1"  # the finding shown ranks first
+    called = [name for name in FINDINGS if probabilities[name] >= 0.5]
+    assert answer["prediction"] == ("|".join(called) or "none") and "1" in called
+    assert answer["probability"] == pytest.approx(probabilities["1"])
+    assert (tmp_path / "case-gradcam.png").is_file()
+
+
+@pytest.mark.parametrize(
+    ("setting", "message"),
+    [("svm", "pixel SVM member is for one label"), ("youden", "decide each finding")],
+)
+def test_settings_without_a_multi_label_meaning_are_refused_first(
+    tmp_path: Path, setting: str, message: str
+) -> None:
+    config = _config(_write_findings_npz(tmp_path / "f.npz"), tmp_path / "runs")
+    if setting == "svm":
+        config.model.svm_member.enabled = True
+    else:
+        config.evaluation.threshold = "youden"
+    with pytest.raises(ConfigError, match=message):
+        run_image(config, progress=False)
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
+
+
+def test_service_answers_with_findings_and_retraining_refuses_clearly(findings_run) -> None:
+    from medsight.retrain.base import Champion, RetrainOptions
+    from medsight.retrain.image import ImageRetrainer
+    from medsight.serve.predictors import ImagePredictor
+
+    result, _ = findings_run
+    predictor = ImagePredictor(result.bundle_path)
+    image = result.splits.test.images[0]
+    outcome = predictor.predict_image(image, b"raw", "image/png", explain=True)
+    probabilities = outcome.probabilities
+    called = [name for name in FINDINGS if probabilities[name] >= 0.5]
+    assert outcome.label == ("|".join(called) or "none")
+    assert outcome.threshold == 0.5 and outcome.positive_class is None
+    assert outcome.probability == pytest.approx(max(probabilities.values()), abs=1e-6)
+    assert outcome.explanation is not None and outcome.explanation["image_png_base64"]
+
+    champion = Champion("image-classification", 1, 1, "ml", "image", result.bundle_path)
+    with pytest.raises(ConfigError, match="multi-label image bundles"):
+        ImageRetrainer().train(champion, [], RetrainOptions())
