@@ -179,6 +179,10 @@ def test_dataset_labels_from_attributes_subsets_and_items() -> None:
     np.testing.assert_array_equal(dataset_labels(plain), y.numpy())
     np.testing.assert_array_equal(dataset_labels(Subset(plain, [3, 1])), y[[3, 1]].numpy())
     np.testing.assert_array_equal(dataset_labels(ToyImages(x, y)), y.numpy())
+    # items labelled by a one-element tensor are still one class each; vectors are findings
+    np.testing.assert_array_equal(dataset_labels(TensorDataset(x, y[:, None])), y.numpy())
+    findings = torch.stack([y, 1 - y], dim=1)
+    np.testing.assert_array_equal(dataset_labels(TensorDataset(x, findings)), findings.numpy())
     with pytest.raises(DataError, match="integer class indices"):
         dataset_labels(TensorDataset(x, torch.full((20,), 0.5)))
     with pytest.raises(DataError, match="not an \\(x, label\\) pair"):

@@ -4,12 +4,13 @@
 use two logits and softmax) on map-style datasets yielding ``(x, label)``. With ``multi_label``
 each item's label is a 0/1 vector with one entry per output (several findings may be present at
 once, as in ChestMNIST): every output gets its own sigmoid and binary cross-entropy, and AUROC is
-the mean over outputs. It does AdamW with linear
-warm-up then cosine decay stepped per batch, class weights or a weighted sampler, AMP on CUDA
-(bf16 on CPUs that have it, on request), an optional exponential moving average (EMA) or
-stochastic weight average (SWA) of the weights, early stopping on validation AUROC (or loss) with
-the best weights restored, an atomic checkpoint every epoch that ``fit(resume=True)`` continues
-from exactly, and DDP under torchrun.
+the mean over outputs.
+
+It does AdamW with linear warm-up then cosine decay stepped per batch, class weights or a
+weighted sampler, AMP on CUDA (bf16 on CPUs that have it, on request), an optional exponential
+moving average (EMA) or stochastic weight average (SWA) of the weights, early stopping on
+validation AUROC (or loss) with the best weights restored, an atomic checkpoint every epoch that
+``fit(resume=True)`` continues from exactly, and DDP under torchrun.
 
 Determinism: the global Python/NumPy/torch generators are reseeded at the start of every epoch
 from ``(seed, epoch, rank)`` and the shuffling generator from the same key, and a dataset with a
@@ -297,8 +298,8 @@ def dataset_labels(dataset: Dataset) -> np.ndarray:
                 f"dataset item {i} is a {type(item).__name__}, not an (x, label) pair; "
                 "training datasets must yield (x, label)"
             )
-        label = item[1]
-        raw.append(np.asarray(label.cpu() if isinstance(label, Tensor) else label))
+        label = np.asarray(item[1].cpu() if isinstance(item[1], Tensor) else item[1])
+        raw.append(label.reshape(()) if label.size == 1 else label)  # a (1,) label is a class
     return _as_int_labels(np.stack(raw), "dataset items")
 
 
