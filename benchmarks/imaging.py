@@ -56,32 +56,46 @@ def log(message: str) -> None:
 
 
 def plain_loop(
-    model: nn.Module, data: Dataset, *, epochs: int, batch_size: int, lr: float
+    model: nn.Module,
+    data: Dataset,
+    *,
+    epochs: int,
+    batch_size: int,
+    lr: float,
+    multi_label: bool = False,
 ) -> float:
     """The reference: a plain PyTorch training loop; returns training images per second."""
     loader = DataLoader(data, batch_size=batch_size, shuffle=True)
     optimiser = torch.optim.AdamW(model.parameters(), lr=lr)
-    loss_fn = nn.CrossEntropyLoss()
+    loss_fn = nn.BCEWithLogitsLoss() if multi_label else nn.CrossEntropyLoss()
     model.train()
     images, start = 0, time.perf_counter()
     for _ in range(epochs):
         for x, y in loader:
             optimiser.zero_grad()
-            loss = loss_fn(model(x), y)
+            loss = loss_fn(model(x), y.float() if multi_label else y)
             loss.backward()
             optimiser.step()
             images += len(y)
     return images / (time.perf_counter() - start)
 
 
-def engine_speed(model: nn.Module, config: ImageTrainConfig, train: Dataset, val: Dataset) -> float:
+def engine_speed(
+    model: nn.Module,
+    config: ImageTrainConfig,
+    train: Dataset,
+    val: Dataset,
+    *,
+    multi_label: bool = False,
+) -> float:
     """Training images per second of the engine's training pass (validation excluded)."""
     settings = config.engine.model_copy(
         update={"epochs": SPEED_EPOCHS, "patience": None, "max_steps": None}
     )
-    trainer = Trainer(
-        model, engine_config(settings, config.seed, n_train=len(train), progress=False)
+    engine = engine_config(
+        settings, config.seed, n_train=len(train), progress=False, multi_label=multi_label
     )
+    trainer = Trainer(model, engine)
     fit = trainer.fit(train, val)
     images = sum(record.train_images for record in fit.history)
     return images / sum(record.train_seconds for record in fit.history)
@@ -106,11 +120,13 @@ def compare_speed(config: ImageTrainConfig, splits: ImageSplits) -> dict[str, fl
                 epochs=SPEED_EPOCHS,
                 batch_size=config.engine.batch_size,
                 lr=config.engine.learning_rate,
+                multi_label=splits.train.multi_label,
             )
         )
         torch.manual_seed(round_)
         model, _, _ = new_network(config, splits)
-        engine.append(engine_speed(model, config, train, val))
+        multi_label = splits.train.multi_label
+        engine.append(engine_speed(model, config, train, val, multi_label=multi_label))
         log(f"speed round {round_}: plain {plain[-1]:.0f} img/s, engine {engine[-1]:.0f} img/s")
     return {
         "plain_images_per_second": statistics.median(plain),
