@@ -76,3 +76,10 @@ def test_engine_settings_reach_the_engine() -> None:
     )
     with pytest.raises(ConfigError, match="monitor"):
         parse_config({"task": "image-classification", "engine": {"monitor": "f1"}}, source="t")
+    # class_balance auto: weights for one label per image, none for multi-label findings
+    default = parse_config({"task": "image-classification"}).engine
+    assert default.class_balance == "auto"
+    assert engine_config(default, 0, n_train=1).class_balance == "weights"
+    assert engine_config(default, 0, n_train=1, multi_label=True).class_balance == "none"
+    chosen = default.model_copy(update={"class_balance": "weights"})
+    assert engine_config(chosen, 0, n_train=1, multi_label=True).class_balance == "weights"

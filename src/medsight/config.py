@@ -154,9 +154,12 @@ class EngineSettings(_Strict):
     # what early stopping and the kept epoch follow: val AUROC (ranking), or val loss (ranking
     # and calibration: the kept model's probabilities fit the 0.5 decision better)
     monitor: Literal["auroc", "loss"] = "auroc"
-    # weights: 5-fold CV on BreastMNIST train+val (test untouched) against a rule fixed first:
-    # ensemble accuracy 0.845 -> 0.859, AUROC 0.887 -> 0.896 (docs/architecture.md)
-    class_balance: Literal["none", "weights", "sampler"] = "weights"
+    # auto: "weights" for one label per image (5-fold CV on BreastMNIST train+val, test untouched,
+    # against a rule fixed first: ensemble accuracy 0.845 -> 0.859, AUROC 0.887 -> 0.896; see
+    # docs/architecture.md), "none" for multi-label findings (weighting a rare finding's positives
+    # by its negatives would call it present in most images at the 0.5 cut; unweighted BCE keeps
+    # each probability on the finding's prevalence, as MedMNIST's reference training does)
+    class_balance: Literal["auto", "none", "weights", "sampler"] = "auto"
     label_smoothing: float = Field(0.0, ge=0.0, lt=1.0)
     mixup_alpha: float | None = Field(None, ge=0.0, le=10.0)  # None or 0: no mixup
     grad_clip: float | None = Field(None, gt=0.0)

@@ -22,12 +22,14 @@ def engine_config(
 ) -> EngineConfig:
     """The engine's settings for ``n_train`` examples: epochs capped by ``max_steps``, warm-up as
     a fraction of them (``tta`` is applied at prediction, not here); ``multi_label`` comes from
-    the data."""
+    the data and resolves ``class_balance: auto`` (weights for one label, none for findings)."""
     epochs = settings.epochs
     if settings.max_steps is not None:
         steps_per_epoch = max(1, math.ceil(n_train / settings.batch_size))
         epochs = max(1, min(epochs, math.ceil(settings.max_steps / steps_per_epoch)))
     values = settings.model_dump(exclude={"tta", "max_steps", "warmup_fraction", "epochs"})
+    if values["class_balance"] == "auto":
+        values["class_balance"] = "none" if multi_label else "weights"
     warmup = round(settings.warmup_fraction * epochs)
     return EngineConfig(
         **values,
