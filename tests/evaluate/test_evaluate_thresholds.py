@@ -82,3 +82,8 @@ def test_decide_cuts_the_positive_probability_or_takes_the_argmax() -> None:
     assert decide(three, None, None).tolist() == [1, 0]
     with pytest.raises(ConfigError, match="two classes"):
         decide(three, 1, 0.5)
+    # findings: each column cut on its own, several or none present per row
+    findings = np.array([[0.7, 0.6, 0.1], [0.2, 0.4, 0.3]])
+    assert decide(findings, None, 0.5, multi_label=True).tolist() == [[1, 1, 0], [0, 0, 0]]
+    with pytest.raises(ConfigError, match="need a threshold"):
+        decide(findings, None, None, multi_label=True)

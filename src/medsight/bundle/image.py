@@ -29,7 +29,7 @@ from medsight.bundle.checksum import (
     write_bundle_metadata,
 )
 from medsight.bundle.network import NETWORK_FILES, write_network_files
-from medsight.bundle.prediction import ClassPrediction
+from medsight.bundle.prediction import ClassPrediction, class_text
 from medsight.errors import BundleError, DataError
 from medsight.evaluate.thresholds import decide
 from medsight.io.images import resize_image
@@ -92,9 +92,9 @@ class ImageBundle:
     def decide(self, probabilities: np.ndarray) -> np.ndarray:
         """Class indices of ``(N, K)`` probabilities at the bundle's operating point;
         multi-label: ``(N, K)`` 0/1, a finding present at probability >= the threshold."""
-        if self.multi_label:
-            return (np.asarray(probabilities) >= self.threshold).astype(np.int64)
-        return decide(probabilities, self.positive_index, self.threshold)
+        return decide(
+            probabilities, self.positive_index, self.threshold, multi_label=self.multi_label
+        )
 
     def explained_class(self, probabilities: np.ndarray) -> np.ndarray:
         """The class each image's Grad-CAM is drawn for: the decided class, or for multi-label
@@ -211,16 +211,10 @@ class ImageBundle:
         """One image's result: the decided class and its probability; multi-label: the findings
         called present (``|``-joined, ``none`` for none) and the highest finding probability."""
         probabilities = {name: float(p) for name, p in zip(self.class_names, row, strict=True)}
-        if self.multi_label:
-            findings = self.decide(row[None])[0]
-            label = "|".join(n for n, on in zip(self.class_names, findings, strict=True) if on)
-            return ImagePrediction(
-                source, label or "none", float(row.max()), probabilities, warnings
-            )
-        decided = int(self.decide(row[None])[0])
-        return ImagePrediction(
-            source, self.class_names[decided], float(row[decided]), probabilities, warnings
-        )
+        decided = self.decide(row[None])[0]
+        label = class_text(decided, self.class_names)
+        probability = float(row.max() if self.multi_label else row[decided])
+        return ImagePrediction(source, label, probability, probabilities, warnings)
 
 
 def _flip(images: np.ndarray, name: str) -> np.ndarray:

@@ -2,8 +2,20 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
+
+import numpy as np
+
+
+def class_text(label: np.ndarray | int, names: Sequence[str]) -> str:
+    """A class index as its name; a multi-label 0/1 row as its findings joined by ``|``
+    (``none`` when there is none)."""
+    row = np.asarray(label)
+    if row.ndim == 0:
+        return names[int(row)]
+    return "|".join(name for name, on in zip(names, row, strict=True) if on) or "none"
 
 
 @dataclass

@@ -51,12 +51,21 @@ def choose_threshold(
 
 
 def decide(
-    probabilities: ArrayLike, positive_index: int | None, threshold: float | None
+    probabilities: ArrayLike,
+    positive_index: int | None,
+    threshold: float | None,
+    *,
+    multi_label: bool = False,
 ) -> np.ndarray:
     """Class indices for ``(N, K)`` probabilities: with a positive class and a threshold, the
     positive class where its probability is >= the threshold and the other class elsewhere
-    (binary only); otherwise the most probable class."""
+    (binary only); otherwise the most probable class. ``multi_label``: ``(N, K)`` 0/1, each
+    finding present where its probability is >= the threshold."""
     p = np.asarray(probabilities, dtype=float)
+    if multi_label:
+        if threshold is None:
+            raise ConfigError("multi-label decisions need a threshold for the findings.")
+        return (p >= threshold).astype(np.int64)
     if positive_index is None or threshold is None:
         return p.argmax(axis=1)
     if p.ndim != 2 or p.shape[1] != 2:

@@ -23,6 +23,7 @@ import torch
 from torch import nn
 
 from medsight.bundle.image import ImageBundle
+from medsight.bundle.prediction import class_text
 from medsight.config import ImageTrainConfig, OperatingPointConfig, dump_config
 from medsight.data.fingerprint import package_versions
 from medsight.errors import ConfigError
@@ -75,9 +76,9 @@ class TrainedImageModel:
     def predicted_classes(self, probabilities: np.ndarray) -> np.ndarray:
         """Class indices at the model's operating point (argmax for more than two classes);
         multi-label: ``(N, L)`` 0/1, each finding present at probability >= the threshold."""
-        if self.multi_label:
-            return (np.asarray(probabilities) >= self.threshold).astype(np.int64)
-        return decide(probabilities, self.positive_index, self.threshold)
+        return decide(
+            probabilities, self.positive_index, self.threshold, multi_label=self.multi_label
+        )
 
     @property
     def best_epochs(self) -> list[int]:
@@ -545,15 +546,6 @@ def _write_tables(folder: Path, splits: ImageSplits, trained: TrainedImageModel)
     for k, name in enumerate(splits.class_names):
         table[f"p_{name}"] = probabilities[:, k].round(6)
     table.to_csv(folder / "test_predictions.csv", index=False)
-
-
-def class_text(label: np.ndarray | int, names: list[str]) -> str:
-    """A class index as its name; a multi-label 0/1 row as its findings joined by ``|``
-    (``none`` when there is none)."""
-    row = np.asarray(label)
-    if row.ndim == 0:
-        return names[int(row)]
-    return "|".join(name for name, on in zip(names, row, strict=True) if on) or "none"
 
 
 def _source_stem(source: str) -> str:

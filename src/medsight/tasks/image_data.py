@@ -161,10 +161,7 @@ def check_splits(splits: ImageSplits) -> None:
     n_classes = len(splits.class_names)
     if splits.train.multi_label:
         _check_findings(splits)
-        present = np.array([0, 1])
-    else:
-        present = np.unique(splits.train.labels)
-    if len(present) < 2:
+    elif len(present := np.unique(splits.train.labels)) < 2:
         raise DataError(
             f"{splits.source}: the training split has a single class "
             f"({splits.class_names[int(present[0])]!r}); a classifier needs at least two."

@@ -11,13 +11,13 @@ import pandas as pd
 from matplotlib.figure import Figure
 from torch import nn
 
+from medsight.bundle.prediction import class_text
 from medsight.config import ImageTrainConfig, dump_config
 from medsight.evaluate.bootstrap import Estimate
 from medsight.evaluate.metrics import METRIC_LABELS, PER_CLASS_METRICS
 from medsight.evaluate.plots import plot_calibration, plot_confusion_matrix, plot_roc
 from medsight.evaluate.report import Report
 from medsight.models.pixel_svm import svm_member
-from medsight.tasks.image import class_text
 
 if TYPE_CHECKING:
     from medsight.tasks.image import TrainedImageModel
