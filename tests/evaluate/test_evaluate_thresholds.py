@@ -6,11 +6,13 @@ import pytest
 from medsight.errors import ConfigError, DataError
 from medsight.evaluate import (
     binary_metrics,
+    choose_finding_thresholds,
     choose_threshold,
     decide,
     threshold_for_sensitivity,
     youden_threshold,
 )
+from medsight.evaluate.thresholds import finding_thresholds, threshold_text
 
 
 def test_youden_hand_case() -> None:
@@ -87,3 +89,38 @@ def test_decide_cuts_the_positive_probability_or_takes_the_argmax() -> None:
     assert decide(findings, None, 0.5, multi_label=True).tolist() == [[1, 1, 0], [0, 0, 0]]
     with pytest.raises(ConfigError, match="need a threshold"):
         decide(findings, None, None, multi_label=True)
+
+
+def test_decide_cuts_each_finding_at_its_own_threshold() -> None:
+    findings = np.array([[0.7, 0.6, 0.1], [0.2, 0.4, 0.3]])
+    assert decide(findings, None, [0.1, 0.5, 0.35], multi_label=True).tolist() == [
+        [1, 1, 0],
+        [1, 0, 0],
+    ]
+    with pytest.raises(ConfigError, match="one per finding \\(3\\)"):
+        decide(findings, None, [0.1, 0.5], multi_label=True)
+    with pytest.raises(ConfigError, match="each in"):
+        finding_thresholds([0.1, 0.0, 0.5], 3)
+    with pytest.raises(ConfigError, match="one threshold on the positive"):
+        decide(np.array([[0.9, 0.1]]), 1, [0.5, 0.5])
+    assert finding_thresholds(0.3, 2).tolist() == [0.3, 0.3]
+
+
+def test_finding_thresholds_are_chosen_per_column_with_a_fallback() -> None:
+    rng = np.random.default_rng(0)
+    y = (rng.random((200, 3)) < [0.2, 0.5, 0.0]).astype(int)  # the third finding never present
+    p = np.clip(0.5 * y + rng.random((200, 3)) * 0.6, 0, 1)
+    cuts, kept = choose_finding_thresholds(y, p, "sensitivity", 0.9, fallback=0.4)
+    assert kept == [2] and cuts[2] == 0.4
+    for k in (0, 1):
+        assert cuts[k] == choose_threshold(y[:, k], p[:, k], "sensitivity", 0.9)
+        assert (p[y[:, k] == 1, k] >= cuts[k]).mean() >= 0.9
+    youden, _ = choose_finding_thresholds(y, p, "youden")
+    assert youden[:2] == [youden_threshold(y[:, k], p[:, k]) for k in (0, 1)]
+    with pytest.raises(DataError, match="\\(n, findings\\)"):
+        choose_finding_thresholds(y[:, 0], p[:, 0], "youden")
+
+
+def test_threshold_text_for_one_cut_or_per_finding() -> None:
+    assert threshold_text(0.41234) == "0.412"
+    assert threshold_text([0.2, 0.305], ["effusion", "mass"]) == "effusion 0.200, mass 0.305"

@@ -249,3 +249,61 @@ def test_image_and_ecg_forms_and_gradcam_page(
     assert made.status_code == 303, made.text
     page = alice.get(made.headers["location"])
     assert "All classes" in page.text and "No explanation was requested" in page.text
+
+
+@pytest.fixture(scope="module")
+def findings_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny untrained multi-label bundle whose three findings have their own thresholds."""
+    import torch
+
+    from medsight.bundle.image import ImageBundle
+    from medsight.tasks.image import build_network
+
+    torch.manual_seed(0)
+    spec = {
+        "name": "small_cnn",
+        "in_channels": 1,
+        "num_classes": 3,
+        "params": {"width": 4},
+        "multi_label": True,
+    }
+    normalisation = {"mean": [0.5], "std": [0.25]}
+    metadata = {
+        "name": "tiny-findings",
+        "class_names": ["effusion", "mass", "nodule"],
+        "multi_label": True,
+        "threshold": [0.05, 0.5, 0.95],
+        "input_shape": [1, 28, 28],
+        "model": spec,
+        "normalisation": normalisation,
+        "tta": [],
+        "training_intensity": {"mean_of_means": 0.4, "sd_of_means": 0.05},
+    }
+    path = tmp_path_factory.mktemp("findings") / "bundle"
+    ImageBundle.save_model(build_network(spec, normalisation), path, metadata)
+    return path
+
+
+def test_multi_label_case_shows_each_findings_threshold(
+    make_service, findings_bundle: Path
+) -> None:
+    service = make_service({"chest": findings_bundle})
+    files = {"file": ("scan.png", png_bytes(), "image/png")}
+    answer = service.client.post("/v1/predict/chest", files=files, headers=service.auth("alice"))
+    assert answer.status_code == 200, answer.text
+    body = answer.json()
+    cuts = {"effusion": 0.05, "mass": 0.5, "nodule": 0.95}
+    assert body["finding_thresholds"] == cuts and body["threshold"] is None
+    present = [name for name, cut in cuts.items() if body["probabilities"][name] >= cut]
+    assert body["label"] == ("|".join(present) or "none")
+
+    alice = _client(service, "alice")
+    form = alice.get("/cases/new?task=chest")
+    data = {CSRF_FIELD: _csrf(form.text), "task": "chest"}
+    made = alice.post("/cases/new", data=data, files=files, follow_redirects=False)
+    assert made.status_code == 303, made.text
+    page = alice.get(made.headers["location"]).text
+    assert "Each finding: present at or above its threshold" in page
+    assert all(f">{cut * 100:.1f}%<" in page for cut in cuts.values())
+    assert page.count(">present<") == len(present)
+    assert "the model answers" not in page  # no single positive class to name

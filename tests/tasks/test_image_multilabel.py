@@ -104,21 +104,53 @@ def test_bundle_gives_each_finding_its_own_probability(findings_run, tmp_path: P
     assert (tmp_path / "case-gradcam.png").is_file()
 
 
-@pytest.mark.parametrize(
-    ("setting", "message"),
-    [("svm", "pixel SVM member is for one label"), ("youden", "decide each finding")],
-)
-def test_settings_without_a_multi_label_meaning_are_refused_first(
-    tmp_path: Path, setting: str, message: str
-) -> None:
+def test_the_svm_member_is_refused_before_any_training(tmp_path: Path) -> None:
     config = _config(_write_findings_npz(tmp_path / "f.npz"), tmp_path / "runs")
-    if setting == "svm":
-        config.model.svm_member.enabled = True
-    else:
-        config.evaluation.threshold = "youden"
-    with pytest.raises(ConfigError, match=message):
+    config.model.svm_member.enabled = True
+    with pytest.raises(ConfigError, match="pixel SVM member is for one label"):
         run_image(config, progress=False)
     assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
+
+
+def test_each_finding_gets_its_own_val_threshold_everywhere(tmp_path: Path) -> None:
+    """``evaluation.threshold: sensitivity`` picks one cut per finding on val; the test
+    metrics, the predictions table, the bundle, the model card and the service all use them."""
+    from medsight.evaluate.metrics import multilabel_metrics_unchecked
+    from medsight.serve.predictors import ImagePredictor
+
+    config = _config(_write_findings_npz(tmp_path / "f.npz", seed=1), tmp_path / "runs")
+    config.evaluation.threshold = "sensitivity"
+    config.evaluation.target_sensitivity = 0.9
+    result = run_image(config, progress=False)
+    trained = result.trained
+    cuts = trained.threshold
+    assert isinstance(cuts, list) and len(cuts) == 3 and len(set(cuts)) == 3
+    assert trained.threshold_method == "sensitivity 0.9 per finding on val"
+
+    probabilities = trained.test_probabilities
+    labels = result.splits.test.labels
+    expected = multilabel_metrics_unchecked(labels, probabilities, FINDINGS, np.array(cuts))
+    metrics = json.loads((result.run_dir / "metrics.json").read_text())
+    assert metrics["0/sensitivity"]["value"] == pytest.approx(expected["0/sensitivity"])
+    assert metrics["accuracy"]["value"] == pytest.approx(expected["accuracy"])
+    table = pd.read_csv(result.run_dir / "test_predictions.csv", keep_default_na=False)
+    called = probabilities >= np.array(cuts)
+    assert table["prediction"].tolist() == [
+        "|".join(n for n, on in zip(FINDINGS, row, strict=True) if on) or "none" for row in called
+    ]
+
+    bundle = ImageBundle.load(result.bundle_path)
+    assert bundle.threshold == pytest.approx(cuts)
+    assert "its own threshold (sensitivity 0.9 per finding on val)" in bundle.model_card
+    assert "Decision threshold" in (result.run_dir / "report.html").read_text()
+    outcome = ImagePredictor(result.bundle_path).predict_image(
+        result.splits.test.images[0], b"raw", "image/png", explain=False
+    )
+    assert outcome.threshold is None
+    expected_cuts = dict(zip(FINDINGS, cuts, strict=True))
+    assert outcome.finding_thresholds == pytest.approx(expected_cuts, abs=1e-6)
+    present = [n for n in FINDINGS if outcome.probabilities[n] >= outcome.finding_thresholds[n]]
+    assert outcome.label == ("|".join(present) or "none")
 
 
 def test_service_answers_with_findings_and_retraining_refuses_clearly(findings_run) -> None:
@@ -134,6 +166,7 @@ def test_service_answers_with_findings_and_retraining_refuses_clearly(findings_r
     called = [name for name in FINDINGS if probabilities[name] >= 0.5]
     assert outcome.label == ("|".join(called) or "none")
     assert outcome.threshold == 0.5 and outcome.positive_class is None
+    assert outcome.finding_thresholds == dict.fromkeys(FINDINGS, 0.5)
     assert outcome.probability == pytest.approx(max(probabilities.values()), abs=1e-6)
     assert outcome.explanation is not None and outcome.explanation["image_png_base64"]
 

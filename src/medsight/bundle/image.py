@@ -80,13 +80,15 @@ class ImageBundle:
         return names.index(positive)
 
     @property
-    def threshold(self) -> float | None:
+    def threshold(self) -> float | list[float] | None:
         """The operating threshold on the positive probability (binary bundles; bundles from
         before it was stored decided by the larger probability, i.e. 0.5), or on each finding's
-        probability (multi-label bundles), else None."""
+        probability (multi-label bundles: one cut, or one per finding), else None."""
         if self.positive_index is None and not self.multi_label:
             return None
         stored = self.metadata.get("threshold")
+        if isinstance(stored, list):
+            return [float(value) for value in stored]
         return 0.5 if stored is None else float(stored)
 
     def decide(self, probabilities: np.ndarray) -> np.ndarray:

@@ -102,7 +102,8 @@ def train(
     folds: Annotated[int | None, typer.Option(help="Cross-validation folds.")] = None,
     repeats: Annotated[int | None, typer.Option(help="Cross-validation repeats.")] = None,
     threshold: Annotated[
-        str | None, typer.Option(help="fixed, youden or sensitivity (tables, two-class images).")
+        str | None,
+        typer.Option(help="fixed, youden or sensitivity (tables; images: 2 classes or findings)."),
     ] = None,
     seed: Annotated[int | None, typer.Option(help="Random seed.")] = None,
     name: Annotated[str | None, typer.Option(help="Run name.")] = None,

@@ -28,6 +28,7 @@ from medsight.evaluate.plots import (
 from medsight.evaluate.report import Report, Section
 from medsight.evaluate.subgroups import age_bands, subgroup_table
 from medsight.evaluate.thresholds import (
+    choose_finding_thresholds,
     choose_threshold,
     decide,
     threshold_for_sensitivity,
@@ -45,6 +46,7 @@ __all__ = [
     "binary_metrics",
     "binary_metrics_with_ci",
     "bootstrap_ci",
+    "choose_finding_thresholds",
     "choose_threshold",
     "decide",
     "delong_auroc_variance",

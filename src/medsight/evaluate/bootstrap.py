@@ -25,6 +25,7 @@ from medsight.evaluate.metrics import (
     multiclass_metrics_unchecked,
     multilabel_metrics_unchecked,
 )
+from medsight.evaluate.thresholds import finding_thresholds
 
 Statistic = Callable[[np.ndarray], float | dict[str, float]]
 
@@ -148,14 +149,15 @@ def multilabel_metrics_with_ci(
     y_prob: ArrayLike,
     names: Sequence[str] | None = None,
     *,
-    threshold: float = 0.5,
+    threshold: float | Sequence[float] = 0.5,
     groups: ArrayLike | None = None,
     n_boot: int = 1000,
     alpha: float = 0.05,
     seed: int = 0,
 ) -> dict[str, Estimate]:
     """:func:`~medsight.evaluate.metrics.multilabel_metrics_unchecked` with bootstrap intervals;
-    ``y_true`` ``(n, L)`` of 0/1 findings, ``y_prob`` ``(n, L)``."""
+    ``y_true`` ``(n, L)`` of 0/1 findings, ``y_prob`` ``(n, L)``, ``threshold`` one cut or one
+    per finding."""
     y = np.asarray(y_true)
     p = np.asarray(y_prob, dtype=float)
     if y.ndim != 2 or p.shape != y.shape or y.shape[1] < 2:
@@ -167,10 +169,11 @@ def multilabel_metrics_with_ci(
         raise DataError("multi-label y_true must hold 0 and 1 only.")
     check_probability_values(p, y.shape[0], row_axis=0)
     labels = check_class_names(names, y.shape[1])
+    cuts = finding_thresholds(threshold, y.shape[1])
     y = y.astype(np.int8)
 
     def statistic(index: np.ndarray) -> dict[str, float]:
-        return multilabel_metrics_unchecked(y[index], p[index], labels, threshold)
+        return multilabel_metrics_unchecked(y[index], p[index], labels, cuts)
 
     return bootstrap_ci(statistic, y.shape[0], groups=groups, n_boot=n_boot, alpha=alpha, seed=seed)
 

@@ -255,10 +255,10 @@ def multiclass_metrics_unchecked(
 
 
 def multilabel_metrics_unchecked(
-    y: np.ndarray, prob: np.ndarray, names: Sequence[str], threshold: float = 0.5
+    y: np.ndarray, prob: np.ndarray, names: Sequence[str], threshold: float | np.ndarray = 0.5
 ) -> dict[str, float]:
     """Metrics of multi-label predictions: y and prob ``(n, L)``, a finding called present where
-    its probability is >= ``threshold``.
+    its probability is >= ``threshold`` (one cut, or ``(L,)`` one per finding).
 
     ``accuracy`` is the mean over findings of each finding's accuracy and ``macro_auroc`` the
     mean of their AUROCs, as MedMNIST reports them for ChestMNIST; ``exact_match`` counts the

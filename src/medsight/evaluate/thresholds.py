@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 from numpy.typing import ArrayLike
 from sklearn.metrics import roc_curve
@@ -50,24 +52,75 @@ def choose_threshold(
     )
 
 
+def choose_finding_thresholds(
+    y_true: ArrayLike,
+    y_prob: ArrayLike,
+    method: str,
+    target_sensitivity: float | None = None,
+    *,
+    fallback: float = FIXED_THRESHOLD,
+) -> tuple[list[float], list[int]]:
+    """One threshold per finding of multi-label data ``(N, L)``, each chosen by `method` on
+    that finding's column, and the indices of the findings that keep the ``fallback`` cut
+    because these rows hold no positive (or no negative) image of them."""
+    y = np.asarray(y_true)
+    p = np.asarray(y_prob, dtype=float)
+    if y.ndim != 2 or p.shape != y.shape:
+        raise DataError(
+            f"per-finding thresholds need labels and probabilities (n, findings); "
+            f"got {y.shape} and {p.shape}."
+        )
+    thresholds, kept_fixed = [], []
+    for k in range(y.shape[1]):
+        positives = int(y[:, k].sum())
+        if positives in (0, y.shape[0]):
+            thresholds.append(fallback)
+            kept_fixed.append(k)
+        else:
+            thresholds.append(choose_threshold(y[:, k], p[:, k], method, target_sensitivity))
+    return thresholds, kept_fixed
+
+
+def finding_thresholds(threshold: float | Sequence[float], n_findings: int) -> np.ndarray:
+    """A multi-label operating point as one threshold per finding: a single cut is repeated."""
+    values = np.asarray(threshold, dtype=float)
+    if values.ndim == 0:
+        values = np.full(n_findings, float(values))
+    if values.shape != (n_findings,) or not np.all((values > 0) & (values <= 1)):
+        raise ConfigError(
+            f"a multi-label threshold is one number or one per finding ({n_findings}), each in "
+            f"(0, 1]; got {np.asarray(threshold).tolist()}."
+        )
+    return values
+
+
+def threshold_text(threshold: float | Sequence[float], names: Sequence[str] = ()) -> str:
+    """A threshold for people: ``0.412``, or per finding ``atelectasis 0.210, effusion 0.305``."""
+    if isinstance(threshold, int | float):
+        return f"{threshold:.3f}"
+    return ", ".join(f"{name} {value:.3f}" for name, value in zip(names, threshold, strict=True))
+
+
 def decide(
     probabilities: ArrayLike,
     positive_index: int | None,
-    threshold: float | None,
+    threshold: float | Sequence[float] | None,
     *,
     multi_label: bool = False,
 ) -> np.ndarray:
     """Class indices for ``(N, K)`` probabilities: with a positive class and a threshold, the
     positive class where its probability is >= the threshold and the other class elsewhere
     (binary only); otherwise the most probable class. ``multi_label``: ``(N, K)`` 0/1, each
-    finding present where its probability is >= the threshold."""
+    finding present where its probability is >= its threshold (one cut, or one per finding)."""
     p = np.asarray(probabilities, dtype=float)
     if multi_label:
         if threshold is None:
             raise ConfigError("multi-label decisions need a threshold for the findings.")
-        return (p >= threshold).astype(np.int64)
+        return (p >= finding_thresholds(threshold, p.shape[-1])).astype(np.int64)
     if positive_index is None or threshold is None:
         return p.argmax(axis=1)
+    if not isinstance(threshold, int | float):
+        raise ConfigError("one-label decisions take one threshold on the positive probability.")
     if p.ndim != 2 or p.shape[1] != 2:
         raise ConfigError(f"a decision threshold needs two classes; got probabilities {p.shape}.")
     return np.where(p[:, positive_index] >= threshold, positive_index, 1 - positive_index)

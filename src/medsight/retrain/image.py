@@ -212,7 +212,7 @@ def _threshold(bundle: ImageBundle) -> float:
     """The operating threshold of a bundle that passed :func:`_positive_index` (each model is
     judged at its own)."""
     threshold = bundle.threshold
-    assert threshold is not None, "a two-class bundle always has a threshold"
+    assert isinstance(threshold, float), "a two-class bundle always has one threshold"
     return threshold
 
 

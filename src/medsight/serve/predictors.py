@@ -61,6 +61,8 @@ class Outcome:
     input_bytes: bytes
     input_type: str
     explanation: dict[str, Any] | None = None
+    # multi-label models: the cut each finding's probability is compared with
+    finding_thresholds: dict[str, float] | None = None
 
     def stored_output(self, kind: str) -> dict[str, Any]:
         """What the prediction row keeps: no input values, names or explanation images."""
@@ -69,6 +71,7 @@ class Outcome:
             "classes": self.classes,
             "probabilities": self.probabilities,
             "threshold": self.threshold,
+            "finding_thresholds": self.finding_thresholds,
             "positive_class": self.positive_class,
             "warnings": self.warnings,
             "explained": self.explanation is not None,
@@ -184,10 +187,19 @@ class ImagePredictor:
         decided = int(self.bundle.explained_class(row[None])[0])
         positive = self.bundle.positive_index
         probability = result.probability if positive is None else float(row[positive])
+        threshold = self.bundle.threshold
+        cuts = None
+        if self.bundle.multi_label:
+            from medsight.evaluate.thresholds import finding_thresholds
+
+            assert threshold is not None, "multi-label bundles always have a threshold"
+            values = finding_thresholds(threshold, len(self.classes))
+            cuts = {c: round(float(t), 6) for c, t in zip(self.classes, values, strict=True)}
         outcome = Outcome(
             label=result.label,
             probability=round(probability, 6),
-            threshold=self.bundle.threshold,
+            threshold=threshold if isinstance(threshold, float) else None,
+            finding_thresholds=cuts,
             positive_class=None if positive is None else self.classes[positive],
             probabilities={c: round(float(p), 6) for c, p in zip(self.classes, row, strict=True)},
             classes=self.classes,

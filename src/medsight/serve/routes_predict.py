@@ -365,6 +365,7 @@ def _answer(prediction_id: int, outcome: Outcome, model: ModelRef) -> Prediction
         threshold=outcome.threshold,
         positive_class=outcome.positive_class,
         probabilities=outcome.probabilities,
+        finding_thresholds=outcome.finding_thresholds,
         model=model,
         warnings=outcome.warnings,
         explanation=Explanation(**outcome.explanation) if outcome.explanation else None,

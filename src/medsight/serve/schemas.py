@@ -112,6 +112,11 @@ class PredictionResponse(BaseModel):
     threshold: float | None
     positive_class: str | None = None
     probabilities: dict[str, float]
+    finding_thresholds: dict[str, float] | None = Field(
+        default=None,
+        description="Multi-label models: each finding is present when its probability is >= "
+        "its threshold here.",
+    )
     model: ModelRef
     warnings: list[str]
     explanation: Explanation | None = None

@@ -483,6 +483,7 @@ def _case_context(row: Prediction, user: User) -> dict[str, Any]:
             "label": row.label,
             "probability": row.probability,
             "threshold": output.get("threshold"),
+            "finding_thresholds": output.get("finding_thresholds"),
             "positive_class": output.get("positive_class"),
             "created_at": row.created_at,
             "input_type": row.input_type,

@@ -33,7 +33,12 @@ from medsight.evaluate.bootstrap import (
     multiclass_metrics_with_ci,
     multilabel_metrics_with_ci,
 )
-from medsight.evaluate.thresholds import choose_threshold, decide
+from medsight.evaluate.thresholds import (
+    choose_finding_thresholds,
+    choose_threshold,
+    decide,
+    threshold_text,
+)
 from medsight.models.ensemble import ProbabilityAverage, member_seed
 from medsight.models.imaging import check_input_size
 from medsight.models.pixel_svm import PixelSVM, fit_pixel_svm
@@ -68,7 +73,9 @@ class TrainedImageModel:
     normalisation: dict[str, list[float]]
     train_seconds: float
     positive_index: int | None  # binary tasks only
-    threshold: float | None  # on the positive probability, binary tasks only (else argmax)
+    # on the positive probability (binary), one per finding or one for all (multi-label), or
+    # None (argmax)
+    threshold: float | list[float] | None
     threshold_method: str  # "fixed", "youden on val", "sensitivity 0.95 on val" or "argmax"
     svm_seconds: float = 0.0  # fitting the pixel SVM member (part of train_seconds)
     multi_label: bool = False  # several findings per image, each with its own probability
@@ -232,6 +239,11 @@ def train_image_model(
     method = "argmax"
     if multi_label:
         threshold, method = config.evaluation.fixed_threshold, "each finding at a fixed cut"
+        if config.evaluation.threshold != "fixed":
+            val_probabilities = predictor.predict_proba(val, tta=tta_functions(tta))
+            threshold, method = val_finding_thresholds(
+                config.evaluation, splits.val.labels, val_probabilities, splits.class_names
+            )
     elif len(splits.class_names) == 2:
         positive = positive_index(splits, config.data.positive_class)
         threshold, method = config.evaluation.fixed_threshold, "fixed"
@@ -263,11 +275,6 @@ def check_multi_label_config(config: ImageTrainConfig) -> None:
             "the pixel SVM member is for one label per image; turn it off "
             "(model.svm_member.enabled: false) for multi-label data."
         )
-    if config.evaluation.threshold != "fixed":
-        raise ConfigError(
-            f"evaluation.threshold '{config.evaluation.threshold}' chooses one cut for a positive "
-            "class; multi-label data decide each finding at evaluation.fixed_threshold."
-        )
 
 
 def fit_svm_member(config: ImageTrainConfig, splits: ImageSplits) -> PixelSVM:
@@ -295,9 +302,38 @@ def val_threshold(
     threshold = choose_threshold(
         positive.astype(int), probability, settings.threshold, settings.target_sensitivity
     )
+    return threshold, f"{_operating_rule(settings)} on val"
+
+
+def _operating_rule(settings: OperatingPointConfig) -> str:
+    """``youden`` or ``sensitivity 0.95``: how a threshold is chosen on val."""
     if settings.threshold == "sensitivity":
-        return threshold, f"sensitivity {settings.target_sensitivity:g} on val"
-    return threshold, "youden on val"
+        return f"sensitivity {settings.target_sensitivity:g}"
+    return "youden"
+
+
+def val_finding_thresholds(
+    settings: OperatingPointConfig,
+    labels: np.ndarray,
+    probabilities: np.ndarray,
+    names: list[str],
+) -> tuple[list[float], str]:
+    """Multi-label: a threshold per finding chosen on validation data by ``settings.threshold``,
+    and how; a finding without positives (or negatives) in val keeps ``fixed_threshold``."""
+    thresholds, kept = choose_finding_thresholds(
+        labels,
+        probabilities,
+        settings.threshold,
+        settings.target_sensitivity,
+        fallback=settings.fixed_threshold,
+    )
+    method = f"{_operating_rule(settings)} per finding on val"
+    if kept:
+        method += (
+            f"; {', '.join(names[k] for k in kept)} at the fixed "
+            f"{settings.fixed_threshold:g} (no positive or no negative val image)"
+        )
+    return thresholds, method
 
 
 def ensemble_members(model: nn.Module) -> list[nn.Module]:
@@ -318,10 +354,11 @@ def score_test(
     positive_index: int,
     n_bootstrap: int,
     seed: int,
-    threshold: float = 0.5,
+    threshold: float | list[float] = 0.5,
 ) -> dict[str, Estimate]:
     """Test-split metrics with bootstrap CIs: binary metrics for 2 classes (decided at
-    ``threshold``), multi-label metrics (each finding at ``threshold``), else multi-class."""
+    ``threshold``), multi-label metrics (each finding at ``threshold``, one cut or one per
+    finding), else multi-class."""
     y = splits.test.labels
     groups = splits.test.patient_ids
     if splits.test.multi_label:
@@ -338,7 +375,7 @@ def score_test(
         return binary_metrics_with_ci(
             (y == positive_index).astype(int),
             probabilities[:, positive_index],
-            threshold,
+            float(threshold),  # type: ignore[arg-type]  # one cut for one-label data
             groups=groups,
             n_boot=n_bootstrap,
             seed=seed,
@@ -419,7 +456,8 @@ def _run_image(
     )
     positive = positive_index(splits, config.data.positive_class)
     if trained.threshold is not None:
-        say(f"Operating threshold {trained.threshold:.3f} ({trained.threshold_method})")
+        cut = threshold_text(trained.threshold, splits.class_names)
+        say(f"Operating threshold {cut} ({trained.threshold_method})")
     metrics = score_test(
         splits,
         trained.test_probabilities,

@@ -17,6 +17,7 @@ from medsight.evaluate.bootstrap import Estimate
 from medsight.evaluate.metrics import METRIC_LABELS, PER_CLASS_METRICS
 from medsight.evaluate.plots import plot_calibration, plot_confusion_matrix, plot_roc
 from medsight.evaluate.report import Report
+from medsight.evaluate.thresholds import threshold_text
 from medsight.models.pixel_svm import svm_member
 
 if TYPE_CHECKING:
@@ -137,7 +138,10 @@ def build_image_report(
             "Test-time augmentation": ", ".join(trained.tta) or "none",
             **({"Positive class": metadata["positive_class"]} if binary else {}),
             **(
-                {"Decision threshold": f"{trained.threshold:.3f} ({trained.threshold_method})"}
+                {
+                    "Decision threshold": f"{threshold_text(trained.threshold, names)} "
+                    f"({trained.threshold_method})"
+                }
                 if trained.threshold is not None
                 else {}
             ),
@@ -286,10 +290,17 @@ def model_card(
 
 def _decision_rule(trained: TrainedImageModel, names: list[str]) -> str:
     if trained.multi_label:
+        assert trained.threshold is not None, "multi-label models always have a threshold"
+        if isinstance(trained.threshold, list):
+            return (
+                "each finding is called present when its probability is >= its own threshold "
+                f"({trained.threshold_method}): {threshold_text(trained.threshold, names)}"
+            )
         return f"each finding is called present when its probability is >= {trained.threshold:.3f}"
     if trained.threshold is None or trained.positive_index is None:
         return "the most probable class"
     return (
-        f"{names[trained.positive_index]} when its probability is >= {trained.threshold:.3f} "
+        f"{names[trained.positive_index]} when its probability is >= "
+        f"{threshold_text(trained.threshold)} "
         f"({trained.threshold_method})"
     )
