@@ -65,6 +65,8 @@ def test_each_finding_is_learnt_and_reported(findings_run) -> None:
     assert result.trained.multi_label and result.trained.test_probabilities.shape == (120, 3)
     html = (result.run_dir / "report.html").read_text()
     assert "Per finding" in html and "Exact match" in html and "several findings" in html
+    summary = html.split("Per finding")[0]
+    assert "AUROC (mean over findings)" in summary and "one-vs-rest" not in summary
     table = pd.read_csv(result.run_dir / "test_predictions.csv", keep_default_na=False)
     labels = result.splits.test.labels
     expected = [
@@ -86,6 +88,7 @@ def test_bundle_gives_each_finding_its_own_probability(findings_run, tmp_path: P
     assert np.abs(onnx - result.trained.test_probabilities).max() < 1e-4
     assert not np.allclose(onnx.sum(axis=1), 1.0)  # findings, not exclusive classes
     assert "each finding is called present" in bundle.model_card
+    assert "- Accuracy (mean over findings):" in bundle.model_card
 
     image = np.full((28, 28), 80, np.uint8)
     image[11:17, 11:17] = 200  # finding 1 only

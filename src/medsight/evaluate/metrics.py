@@ -7,7 +7,7 @@ several repeats at once; the bootstrap calls them about a thousand times per int
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 from numpy.typing import ArrayLike
@@ -63,14 +63,20 @@ METRIC_LABELS: dict[str, str] = {
     "macro_auroc": "Macro-averaged AUROC (one-vs-rest)",
     "exact_match": "Exact match (every finding right)",
 }
+# multi-label data: the same keys as MedMNIST reports them, averaged over findings
+MULTILABEL_METRIC_LABELS: dict[str, str] = {
+    **METRIC_LABELS,
+    "accuracy": "Accuracy (mean over findings)",
+    "macro_auroc": "AUROC (mean over findings)",
+}
 
 
-def metric_label(key: str) -> str:
+def metric_label(key: str, labels: Mapping[str, str] = METRIC_LABELS) -> str:
     """A human name for a metric key; per-class keys ``"name/metric"`` become ``"name: Label"``."""
     if "/" in key:
         name, metric = key.rsplit("/", 1)
-        return f"{name}: {METRIC_LABELS.get(metric, metric)}"
-    return METRIC_LABELS.get(key, key)
+        return f"{name}: {labels.get(metric, metric)}"
+    return labels.get(key, key)
 
 
 def binary_metrics(

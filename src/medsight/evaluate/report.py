@@ -25,7 +25,7 @@ from matplotlib.figure import Figure
 from medsight import __version__
 from medsight.errors import DataError
 from medsight.evaluate.bootstrap import Estimate
-from medsight.evaluate.metrics import metric_label
+from medsight.evaluate.metrics import METRIC_LABELS, metric_label
 from medsight.evaluate.plots import figure_to_png_bytes
 
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -97,10 +97,15 @@ class Section:
             )
         self.blocks.append(ImageBlock(base64.b64encode(png_bytes).decode("ascii"), caption))
 
-    def add_metrics(self, metrics: Mapping[str, Estimate], caption: str = "") -> None:
-        """Metric (human name), value and 95% CI, one row each."""
+    def add_metrics(
+        self,
+        metrics: Mapping[str, Estimate],
+        caption: str = "",
+        labels: Mapping[str, str] = METRIC_LABELS,
+    ) -> None:
+        """Metric (human name from ``labels``), value and 95% CI, one row each."""
         rows = [
-            [metric_label(name), _number(e.value), _interval(e.lo, e.hi)]
+            [metric_label(name, labels), _number(e.value), _interval(e.lo, e.hi)]
             for name, e in metrics.items()
         ]
         self.blocks.append(TableBlock(["Metric", "Value", "95% CI"], rows, caption))

@@ -14,7 +14,11 @@ from torch import nn
 from medsight.bundle.prediction import class_text
 from medsight.config import ImageTrainConfig, dump_config
 from medsight.evaluate.bootstrap import Estimate
-from medsight.evaluate.metrics import METRIC_LABELS, PER_CLASS_METRICS
+from medsight.evaluate.metrics import (
+    METRIC_LABELS,
+    MULTILABEL_METRIC_LABELS,
+    PER_CLASS_METRICS,
+)
 from medsight.evaluate.plots import plot_calibration, plot_confusion_matrix, plot_roc
 from medsight.evaluate.report import Report
 from medsight.evaluate.thresholds import threshold_text
@@ -119,8 +123,9 @@ def build_image_report(
         ),
     )
     headline = HEADLINE_BINARY if binary else HEADLINE_MULTICLASS
+    labels = METRIC_LABELS
     if multi_label:
-        headline = HEADLINE_MULTILABEL
+        headline, labels = HEADLINE_MULTILABEL, MULTILABEL_METRIC_LABELS
     summary = report.add_section(
         "Summary",
         "The model was trained on the training split; early stopping and the choice of epoch used "
@@ -145,14 +150,14 @@ def build_image_report(
                 if trained.threshold is not None
                 else {}
             ),
-            **{METRIC_LABELS[k]: str(metrics[k]) for k in headline},
+            **{labels[k]: str(metrics[k]) for k in headline},
             "ONNX vs torch max |difference|": f"{metadata['onnx_max_abs_difference']:.1e}",
             "Seed": config.seed,
         }
     )
     performance = report.add_section("Performance on the test split")
     overall = {k: v for k, v in metrics.items() if "/" not in k}
-    performance.add_metrics(overall, caption="Test split")
+    performance.add_metrics(overall, caption="Test split", labels=labels)
     if not binary:
         caption = "Per finding" if multi_label else "Per class (one-vs-rest)"
         performance.add_table(_per_class_table(metrics, names), caption=caption)
@@ -257,6 +262,7 @@ def model_card(
     metadata: dict[str, Any],
 ) -> str:
     """A short Markdown model card: intended use, data, performance with CIs, limits."""
+    labels = MULTILABEL_METRIC_LABELS if trained.multi_label else METRIC_LABELS
     lines = [
         f"# Model card: {metadata['name']}",
         "",
@@ -277,7 +283,7 @@ def model_card(
         *(f"- {name}: {len(s)} images {s.class_counts()}" for name, s in splits.items()),
         "",
         "## Performance (held-out test split, 95% bootstrap CI)",
-        *(f"- {METRIC_LABELS.get(k, k)}: {v}" for k, v in metrics.items() if "/" not in k),
+        *(f"- {labels.get(k, k)}: {v}" for k, v in metrics.items() if "/" not in k),
         "",
         "## Limits",
         "- Figures come from one data source; performance on other scanners, sites and "
