@@ -20,6 +20,7 @@ from medsight.evaluate import (
     plot_confusion_matrix,
     plot_pr,
     plot_roc,
+    plot_roc_per_class,
     save_figure,
 )
 
@@ -105,3 +106,23 @@ def test_add_image_png_rejects_other_bytes() -> None:
     section = Report("t").add_section("s")
     with pytest.raises(DataError):
         section.add_image_png(b"GIF89a....")
+
+
+def test_roc_per_class_draws_each_column_and_marks_operating_points() -> None:
+    rng = np.random.default_rng(0)
+    y = (rng.random((120, 3)) < [0.3, 0.5, 0.0]).astype(int)  # the third never present
+    p = np.clip(0.4 * y + rng.random((120, 3)) * 0.6, 0, 1)
+    figure = plot_roc_per_class(y, p, ["effusion", "mass", "hernia"], [0.5, 0.4, 0.5])
+    axis = figure.axes[0]
+    labels = [line.get_label() for line in axis.get_lines()]
+    assert labels[0].startswith("effusion (") and any(x.startswith("mass (") for x in labels)
+    assert not any(x.startswith("hernia (") for x in labels)  # no curve without positives
+    assert "no curve without both kinds of image: hernia" in axis.get_xlabel()
+    dots = [line for line in axis.get_lines() if line.get_marker() == "o"]
+    called = p[:, 0] >= 0.5
+    assert len(dots) == 2
+    assert dots[0].get_xdata()[0] == pytest.approx(called[y[:, 0] == 0].mean())
+    assert dots[0].get_ydata()[0] == pytest.approx(called[y[:, 0] == 1].mean())
+    assert figure_to_png_bytes(figure).startswith(b"\x89PNG")
+    with pytest.raises(DataError, match="K names"):
+        plot_roc_per_class(y, p, ["effusion", "mass"])

@@ -67,6 +67,7 @@ def test_each_finding_is_learnt_and_reported(findings_run) -> None:
     assert "Per finding" in html and "Exact match" in html and "several findings" in html
     summary = html.split("Per finding")[0]
     assert "AUROC (mean over findings)" in summary and "one-vs-rest" not in summary
+    assert "ROC curve per finding, dots at each finding&#39;s threshold" in html
     table = pd.read_csv(result.run_dir / "test_predictions.csv", keep_default_na=False)
     labels = result.splits.test.labels
     expected = [

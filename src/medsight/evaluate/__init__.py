@@ -23,6 +23,7 @@ from medsight.evaluate.plots import (
     plot_confusion_matrix,
     plot_pr,
     plot_roc,
+    plot_roc_per_class,
     save_figure,
 )
 from medsight.evaluate.report import Report, Section
@@ -60,6 +61,7 @@ __all__ = [
     "plot_confusion_matrix",
     "plot_pr",
     "plot_roc",
+    "plot_roc_per_class",
     "save_figure",
     "subgroup_table",
     "threshold_for_sensitivity",

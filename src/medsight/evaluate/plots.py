@@ -12,6 +12,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
+from matplotlib import colormaps
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from numpy.typing import ArrayLike
@@ -43,6 +44,60 @@ def plot_roc(y_true: ArrayLike, y_prob: Probabilities, label: str | None = None)
         "Sensitivity (true-positive rate)",
         legend_loc="lower right",
     )
+    return figure
+
+
+def plot_roc_per_class(
+    indicator: ArrayLike,
+    y_prob: ArrayLike,
+    names: Sequence[str],
+    thresholds: Sequence[float] | None = None,
+    *,
+    noun: str = "class",
+) -> Figure:
+    """One ROC curve per class against the rest (multi-class) or per finding (multi-label):
+    ``indicator`` and ``y_prob`` are ``(n, K)``; with ``thresholds`` (one per column) each
+    curve's operating point is marked. Columns without positive and negative rows are left
+    out and named under the plot."""
+    y = np.asarray(indicator)
+    p = np.asarray(y_prob, dtype=float)
+    if y.ndim != 2 or p.shape != y.shape or len(names) != y.shape[1]:
+        raise DataError(
+            f"per-class ROC needs (n, K) 0/1 labels and probabilities and K names; got "
+            f"{y.shape}, {p.shape} and {len(names)} names."
+        )
+    figure, axis = _figure((6, 5.5))
+    if len(names) > 10:  # the default cycle repeats after 10 colours
+        axis.set_prop_cycle(color=[colormaps["tab20"](i % 20) for i in range(len(names))])
+    skipped = []
+    for k, name in enumerate(names):
+        column = y[:, k].astype(int)
+        if column.min() == column.max():
+            skipped.append(str(name))
+            continue
+        fpr, tpr, _ = roc_curve(column, p[:, k])
+        auroc = binary_metrics(column, p[:, k])["auroc"]
+        (line,) = axis.plot(fpr, tpr, lw=1.3, label=f"{name} ({auroc:.3f})")
+        if thresholds is not None:
+            called = p[:, k] >= thresholds[k]
+            axis.plot(
+                called[column == 0].mean(),
+                called[column == 1].mean(),
+                "o",
+                ms=5,
+                color=line.get_color(),
+            )
+    axis.plot([0, 1], [0, 1], label="chance", **_CHANCE)
+    note = " (dots: operating points)" if thresholds is not None else ""
+    _finish(
+        axis,
+        f"ROC curve per {noun}, AUROC in the legend" + note,
+        "1 − specificity (false-positive rate)"
+        + (f"\nno curve without both kinds of image: {', '.join(skipped)}" if skipped else ""),
+        "Sensitivity (true-positive rate)",
+        legend_loc="lower right",
+    )
+    axis.legend(loc="lower right", fontsize=7 if len(names) > 6 else 9)
     return figure
 
 

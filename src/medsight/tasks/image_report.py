@@ -19,9 +19,14 @@ from medsight.evaluate.metrics import (
     MULTILABEL_METRIC_LABELS,
     PER_CLASS_METRICS,
 )
-from medsight.evaluate.plots import plot_calibration, plot_confusion_matrix, plot_roc
+from medsight.evaluate.plots import (
+    plot_calibration,
+    plot_confusion_matrix,
+    plot_roc,
+    plot_roc_per_class,
+)
 from medsight.evaluate.report import Report
-from medsight.evaluate.thresholds import threshold_text
+from medsight.evaluate.thresholds import finding_thresholds, threshold_text
 from medsight.models.pixel_svm import svm_member
 
 if TYPE_CHECKING:
@@ -168,6 +173,15 @@ def build_image_report(
         performance.add_figure(plot_roc((y == positive).astype(int), probabilities[:, positive]))
         performance.add_figure(
             plot_calibration((y == positive).astype(int), probabilities[:, positive])
+        )
+    if not binary:
+        indicator = y if multi_label else np.eye(len(names), dtype=int)[y]
+        cuts = finding_thresholds(trained.threshold, len(names)) if multi_label else None
+        noun = "finding" if multi_label else "class"
+        performance.add_figure(
+            plot_roc_per_class(indicator, probabilities, names, cuts, noun=noun),
+            caption=f"ROC curve per {noun}"
+            + (", dots at each finding's threshold" if multi_label else " (one-vs-rest)"),
         )
     if not multi_label:  # findings are not exclusive: there is no one confusion matrix
         predicted = trained.predicted_classes(probabilities)
