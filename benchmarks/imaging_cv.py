@@ -1,0 +1,202 @@
+"""Cross-validation of an image recipe on train+val only: how recipes are compared here.
+
+Run from the project root in .venv::
+
+    python benchmarks/imaging_cv.py --data ../shared/data/breastmnist/breastmnist.npz \\
+        --fold-seed 3 --set model.ensemble=10 --out /tmp/cv/ensemble10
+    python benchmarks/imaging_cv.py --out /tmp/cv/ensemble10 --summarise
+
+The official train and val splits are pooled and cut by ``StratifiedKFold(folds, shuffle,
+random_state=fold_seed)``. In each fold an inner validation split the size of the official one
+(stratified, ``random_state`` = the fold) early-stops the product's ``train_image_model``, and the
+held-out fold is scored once. The official test split is never scored, so a recipe chosen here has
+not seen it. Write the adoption rule down before running.
+
+Each fold writes ``fold{K}.npz`` to ``--out``: per ensemble member and per view (the identity and
+each test-time flip) the held-out probabilities, the labels and the training seconds, so that
+ensembles of fewer members or other view sets can be scored afterwards without retraining. Folds
+may run in separate processes (``--folds 0 2 4`` and ``--folds 1 3``); ``--summarise`` combines
+them. Progress goes to stderr; the last line of stdout is one JSON object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import yaml
+from sklearn.model_selection import StratifiedKFold, StratifiedShuffleSplit
+
+from medsight.cli.runner import resolve_train_config
+from medsight.config import ImageTrainConfig
+from medsight.evaluate.metrics import binary_metrics, multiclass_metrics
+from medsight.io.images import ImageSet
+from medsight.tasks.image import ensemble_members, train_image_model
+from medsight.tasks.image_data import ImageSplits, load_image_splits
+from medsight.train.engine import Trainer
+from medsight.train.settings import engine_config
+from medsight.transforms.image import tta_functions
+
+
+def log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def recipe(data: str, overrides: list[str]) -> ImageTrainConfig:
+    """The default image configuration with ``section.key=value`` overrides (YAML values)."""
+    parsed: dict[str, Any] = {"data.path": data}
+    for item in overrides:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise SystemExit(f"--set takes section.key=value; got {item!r}")
+        parsed[key] = yaml.safe_load(value)
+    config = resolve_train_config(None, parsed, task="image-classification")
+    assert isinstance(config, ImageTrainConfig)
+    return config
+
+
+def fold_splits(
+    official: ImageSplits, folds: int, fold_seed: int
+) -> list[tuple[ImageSplits, np.ndarray]]:
+    """Per fold: train / inner val / held-out splits of the pooled official train and val
+    splits, and the held-out rows' indices into the pool."""
+    if official.train.multi_label:
+        raise SystemExit("imaging_cv compares one-label recipes; multi-label data are not folded.")
+    images = np.concatenate([official.train.images, official.val.images])
+    labels = np.concatenate([official.train.labels, official.val.labels])
+    names = official.class_names
+
+    def subset(rows: np.ndarray) -> ImageSet:
+        return ImageSet(images[rows], labels[rows], names)
+
+    outer = StratifiedKFold(folds, shuffle=True, random_state=fold_seed)
+    result = []
+    for fold, (train_rows, held_out) in enumerate(outer.split(images, labels)):
+        inner = StratifiedShuffleSplit(1, test_size=len(official.val), random_state=fold)
+        ((fit, val),) = inner.split(images[train_rows], labels[train_rows])
+        splits = ImageSplits(
+            subset(train_rows[fit]),
+            subset(train_rows[val]),
+            subset(held_out),
+            f"{official.source}, fold {fold} of {folds} (fold seed {fold_seed})",
+            official_splits=False,
+        )
+        result.append((splits, held_out))
+    return result
+
+
+def run_fold(config: ImageTrainConfig, splits: ImageSplits) -> dict[str, Any]:
+    """Train the recipe on one fold; per-member, per-view held-out probabilities."""
+    started = time.perf_counter()
+    trained = train_image_model(config, splits, progress=False)
+    seconds = time.perf_counter() - started
+    held_out = torch.from_numpy(splits.test.images)
+    views = [lambda batch: batch, *tta_functions(trained.tta)]
+    per_member = []
+    for member in ensemble_members(trained.model):
+        predictor = Trainer(member, engine_config(config.engine, config.seed, n_train=1))
+        per_member.append([predictor.predict_proba(view(held_out)) for view in views])
+    probabilities = np.asarray(per_member)  # (members, views, n, classes)
+    product = trained.test_probabilities
+    # the saved parts must add up to the product's own ensemble (no SVM member in CV files)
+    if not config.model.svm_member.enabled:
+        assert np.abs(probabilities.mean(axis=(0, 1)) - product).max() < 1e-5
+    return {
+        "probabilities": probabilities,
+        "product_probabilities": product,
+        "labels": splits.test.labels,
+        "views": np.array(["identity", *trained.tta]),
+        "member_train_seconds": np.array(
+            [sum(r.train_seconds for r in fit.history) for fit in trained.fits]
+        ),
+        "wall_seconds": seconds,
+    }
+
+
+def scores(labels: np.ndarray, probabilities: np.ndarray) -> dict[str, float]:
+    """Ensemble AUROC (one-vs-rest mean for more classes) and accuracy at the argmax."""
+    accuracy = float((probabilities.argmax(axis=1) == labels).mean())
+    if probabilities.shape[1] == 2:
+        auroc = binary_metrics(labels, probabilities[:, 1])["auroc"]
+    else:
+        names = [str(k) for k in range(probabilities.shape[1])]
+        auroc = multiclass_metrics(labels, probabilities, names)["macro_auroc"]
+    return {"auroc": float(auroc), "accuracy": accuracy}
+
+
+def summarise(out: Path, members: int | None = None) -> dict[str, Any]:
+    """Per-fold and mean scores of the ensemble of the first ``members`` members (all)."""
+    files = sorted(out.glob("fold*.npz"))
+    if not files:
+        raise SystemExit(f"{out}: no fold*.npz files yet")
+    per_fold = []
+    for path in files:
+        saved = np.load(path)
+        probabilities = saved["probabilities"][:members]
+        row = scores(saved["labels"], probabilities.mean(axis=(0, 1)))
+        single = [scores(saved["labels"], member.mean(axis=0))["auroc"] for member in probabilities]
+        per_fold.append(
+            {
+                "fold": path.stem,
+                **row,
+                "single_network_auroc": statistics.fmean(single),
+                "seconds_per_network": float(saved["member_train_seconds"][:members].mean()),
+            }
+        )
+
+    def mean(key: str) -> float:
+        return statistics.fmean(row[key] for row in per_fold)
+
+    return {
+        "benchmark": "imaging-cv",
+        "out": str(out),
+        "members": members or int(np.load(files[0])["probabilities"].shape[0]),
+        "folds": per_fold,
+        "auroc_mean": mean("auroc"),
+        "accuracy_mean": mean("accuracy"),
+        "single_network_auroc_mean": mean("single_network_auroc"),
+        "seconds_per_network": mean("seconds_per_network"),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", help=".npz path or medmnist:NAME (not with --summarise)")
+    parser.add_argument("--out", type=Path, required=True, help="folder for fold*.npz")
+    parser.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE")
+    parser.add_argument("--folds", type=int, nargs="+", help="which folds to run (default all)")
+    parser.add_argument("--n-folds", type=int, default=5)
+    parser.add_argument("--fold-seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=1, help="torch threads per process")
+    parser.add_argument("--summarise", action="store_true", help="only combine fold files")
+    parser.add_argument("--members", type=int, help="--summarise: the first N members only")
+    args = parser.parse_args()
+    if not args.summarise:
+        if not args.data:
+            parser.error("--data is needed unless --summarise")
+        logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(message)s")
+        torch.set_num_threads(args.threads)
+        config = recipe(args.data, args.set)
+        official = load_image_splits(config.data, seed=config.seed)
+        args.out.mkdir(parents=True, exist_ok=True)
+        (args.out / "recipe.json").write_text(config.model_dump_json(indent=2))
+        for fold, (splits, _) in enumerate(fold_splits(official, args.n_folds, args.fold_seed)):
+            if args.folds is not None and fold not in args.folds:
+                continue
+            log(f"{splits.source}: train {len(splits.train)}, val {len(splits.val)}")
+            saved = run_fold(config, splits)
+            np.savez(args.out / f"fold{fold}.npz", **saved)
+            log(f"fold {fold}: {scores(saved['labels'], saved['product_probabilities'])}")
+    print(json.dumps(summarise(args.out, args.members)))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,84 @@
+"""benchmarks/imaging_cv.py: folds of train+val only, per-member files that add up to the
+product's ensemble, and a summary that re-scores fewer members without retraining."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from medsight.config import ImageDataConfig
+from medsight.tasks.image_data import load_image_splits
+
+ROOT = Path(__file__).resolve().parents[2]
+SCRIPT = ROOT / "benchmarks" / "imaging_cv.py"
+
+
+def _module():
+    spec = importlib.util.spec_from_file_location("imaging_cv", SCRIPT)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_folds_cover_train_and_val_once_and_never_the_test_split() -> None:
+    cv = _module()
+    official = load_image_splits(ImageDataConfig(path="phantom"))
+    pool = len(official.train) + len(official.val)
+    folds = cv.fold_splits(official, 3, fold_seed=5)
+    held_out = np.concatenate([rows for _, rows in folds])
+    assert sorted(held_out.tolist()) == list(range(pool))  # each pooled image held out once
+    test_images = {image.tobytes() for image in official.test.images}
+    for splits, rows in folds:
+        assert len(splits.val) == len(official.val)
+        assert len(splits.train) + len(splits.val) + len(rows) == pool
+        for part in (splits.train, splits.val, splits.test):
+            assert not test_images & {image.tobytes() for image in part.images}
+    again = cv.fold_splits(official, 3, fold_seed=5)
+    assert all((a[1] == b[1]).all() for a, b in zip(folds, again, strict=True))
+
+
+def test_overrides_are_typed_and_bad_ones_refused() -> None:
+    cv = _module()
+    config = cv.recipe("phantom", ["model.ensemble=3", "engine.mixup_alpha=0.4"])
+    assert config.model.ensemble == 3 and config.engine.mixup_alpha == 0.4
+    with pytest.raises(SystemExit, match=r"section\.key=value"):
+        cv.recipe("phantom", ["model.ensemble"])
+
+
+def test_runs_a_fold_and_summarises_fewer_members(tmp_path: Path) -> None:
+    settings = ["engine.epochs=2", "model.ensemble=2", "model.params.width=4"]
+    command = [sys.executable, str(SCRIPT), "--data", "phantom", "--out", str(tmp_path)]
+    command += ["--n-folds", "2", "--folds", "1"]
+    command += [item for setting in settings for item in ("--set", setting)]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    summary = json.loads(done.stdout.strip().splitlines()[-1])
+    assert summary["members"] == 2 and [f["fold"] for f in summary["folds"]] == ["fold1"]
+    saved = np.load(tmp_path / "fold1.npz")
+    assert saved["probabilities"].shape[:2] == (2, 2)  # members x (identity, horizontal flip)
+    assert saved["views"].tolist() == ["identity", "flip_horizontal"]
+    ensemble = saved["probabilities"].mean(axis=(0, 1))
+    accuracy = float((ensemble.argmax(axis=1) == saved["labels"]).mean())
+    assert summary["accuracy_mean"] == pytest.approx(accuracy)
+
+    first = subprocess.run(
+        [sys.executable, str(SCRIPT), "--out", str(tmp_path), "--summarise", "--members", "1"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert first.returncode == 0, first.stderr[-2000:]
+    one = json.loads(first.stdout.strip().splitlines()[-1])
+    member = saved["probabilities"][0].mean(axis=0)
+    assert one["members"] == 1
+    assert one["accuracy_mean"] == pytest.approx(
+        float((member.argmax(axis=1) == saved["labels"]).mean())
+    )
+    assert one["auroc_mean"] == pytest.approx(one["single_network_auroc_mean"])
