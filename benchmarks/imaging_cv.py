@@ -3,8 +3,8 @@
 Run from the project root in .venv::
 
     python benchmarks/imaging_cv.py --data ../shared/data/breastmnist/breastmnist.npz \\
-        --fold-seed 3 --set model.ensemble=10 --out /tmp/cv/ensemble10
-    python benchmarks/imaging_cv.py --out /tmp/cv/ensemble10 --summarise
+        --fold-seed 3 --set model.ensemble=10 --out runs/cv-ensemble10
+    python benchmarks/imaging_cv.py --out runs/cv-ensemble10 --summarise
 
 The official train and val splits are pooled and cut by ``StratifiedKFold(folds, shuffle,
 random_state=fold_seed)``. In each fold an inner validation split the size of the official one
