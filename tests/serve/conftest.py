@@ -15,7 +15,7 @@ from tempfile import TemporaryDirectory
 
 import pytest
 from fastapi.testclient import TestClient
-from serve_helpers import PASSWORD
+from serve_helpers import PASSWORD, write_untrained_image_bundle
 
 from medsight.registry import ModelRegistry
 from medsight.serve import ServeSettings, create_app
@@ -60,27 +60,8 @@ def tabular_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def image_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    import torch
-
-    from medsight.bundle.image import ImageBundle
-    from medsight.tasks.image import build_network
-
-    torch.manual_seed(0)
-    spec = {"name": "small_cnn", "in_channels": 1, "num_classes": 2, "params": {"width": 4}}
-    normalisation = {"mean": [0.5], "std": [0.25]}
-    metadata = {
-        "name": "tiny-cnn",
-        "class_names": ["benign", "malignant"],
-        "positive_class": "malignant",
-        "input_shape": [1, 28, 28],
-        "model": spec,
-        "normalisation": normalisation,
-        "tta": [],
-        "training_intensity": {"mean_of_means": 0.4, "sd_of_means": 0.05},
-    }
-    path = tmp_path_factory.mktemp("image") / "bundle"
-    ImageBundle.save_model(build_network(spec, normalisation), path, metadata)
-    return path
+    folder = tmp_path_factory.mktemp("image") / "bundle"
+    return write_untrained_image_bundle(folder, ["benign", "malignant"], positive_class="malignant")
 
 
 @pytest.fixture(scope="session")

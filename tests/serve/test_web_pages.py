@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
-from serve_helpers import PASSWORD, ecg_signal, png_bytes
+from serve_helpers import PASSWORD, ecg_signal, png_bytes, write_untrained_image_bundle
 from sqlalchemy import select
 
 from medsight.data.synthetic import make_risk_table
@@ -254,34 +254,12 @@ def test_image_and_ecg_forms_and_gradcam_page(
 @pytest.fixture(scope="module")
 def findings_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny untrained multi-label bundle whose three findings have their own thresholds."""
-    import torch
-
-    from medsight.bundle.image import ImageBundle
-    from medsight.tasks.image import build_network
-
-    torch.manual_seed(0)
-    spec = {
-        "name": "small_cnn",
-        "in_channels": 1,
-        "num_classes": 3,
-        "params": {"width": 4},
-        "multi_label": True,
-    }
-    normalisation = {"mean": [0.5], "std": [0.25]}
-    metadata = {
-        "name": "tiny-findings",
-        "class_names": ["effusion", "mass", "nodule"],
-        "multi_label": True,
-        "threshold": [0.05, 0.5, 0.95],
-        "input_shape": [1, 28, 28],
-        "model": spec,
-        "normalisation": normalisation,
-        "tta": [],
-        "training_intensity": {"mean_of_means": 0.4, "sd_of_means": 0.05},
-    }
-    path = tmp_path_factory.mktemp("findings") / "bundle"
-    ImageBundle.save_model(build_network(spec, normalisation), path, metadata)
-    return path
+    return write_untrained_image_bundle(
+        tmp_path_factory.mktemp("findings") / "bundle",
+        ["effusion", "mass", "nodule"],
+        multi_label=True,
+        threshold=[0.05, 0.5, 0.95],
+    )
 
 
 def test_multi_label_case_shows_each_findings_threshold(
