@@ -7,6 +7,7 @@ validation part (early stopping on its multi-class log-loss).
 
 from __future__ import annotations
 
+import inspect
 from typing import Any
 
 import numpy as np
@@ -43,10 +44,17 @@ class FeatureBoostingClassifier:
 
         self.feature_names = list(x.columns)
         self.model = lightgbm.LGBMClassifier(**self.params)
+        validation = x_val[self.feature_names]
+        # LightGBM 4.7 deprecates eval_set for eval_X / eval_y; older releases know only eval_set
+        takes_eval_x = "eval_X" in inspect.signature(self.model.fit).parameters
         self.model.fit(
             x,
             y,
-            eval_set=[(x_val[self.feature_names], y_val)],
+            **(
+                {"eval_X": (validation,), "eval_y": (y_val,)}
+                if takes_eval_x
+                else {"eval_set": [(validation, y_val)]}
+            ),
             callbacks=[lightgbm.early_stopping(self.early_stopping_rounds, verbose=False)],
         )
         return self
