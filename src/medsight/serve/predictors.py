@@ -164,6 +164,16 @@ def canonical_row(row: dict[str, Any]) -> bytes:
 # ------------------------------------------------------------------------------ image
 
 
+def _finding_thresholds(bundle: Any) -> dict[str, float] | None:
+    """A multi-label image bundle's cut per finding (rounded as answers are), else None."""
+    if not bundle.multi_label:
+        return None
+    from medsight.evaluate.thresholds import finding_thresholds
+
+    cuts = finding_thresholds(bundle.threshold, len(bundle.class_names))
+    return {c: round(float(t), 6) for c, t in zip(bundle.class_names, cuts, strict=True)}
+
+
 class ImagePredictor:
     """An :class:`~medsight.bundle.image.ImageBundle` (ONNX), Grad-CAM from its torch weights."""
 
@@ -174,6 +184,7 @@ class ImagePredictor:
 
         self.bundle = ImageBundle.load(folder)
         self.classes = self.bundle.class_names
+        self.finding_thresholds = _finding_thresholds(self.bundle)
         self._torch: Any = None
         self._lock = threading.Lock()
         self.bundle.predict_proba(np.zeros((1, *self.bundle.input_shape), np.float32))  # warm up
@@ -188,18 +199,11 @@ class ImagePredictor:
         positive = self.bundle.positive_index
         probability = result.probability if positive is None else float(row[positive])
         threshold = self.bundle.threshold
-        cuts = None
-        if self.bundle.multi_label:
-            from medsight.evaluate.thresholds import finding_thresholds
-
-            assert threshold is not None, "multi-label bundles always have a threshold"
-            values = finding_thresholds(threshold, len(self.classes))
-            cuts = {c: round(float(t), 6) for c, t in zip(self.classes, values, strict=True)}
         outcome = Outcome(
             label=result.label,
             probability=round(probability, 6),
             threshold=threshold if isinstance(threshold, float) else None,
-            finding_thresholds=cuts,
+            finding_thresholds=self.finding_thresholds,
             positive_class=None if positive is None else self.classes[positive],
             probabilities={c: round(float(p), 6) for c, p in zip(self.classes, row, strict=True)},
             classes=self.classes,

@@ -471,10 +471,25 @@ def _case_view(
     return _render(request, "case.html", context, who=who, status=status)
 
 
+def _findings(
+    label: str, ranked: list[tuple[str, float]], thresholds: dict[str, float] | None
+) -> list[dict[str, Any]]:
+    """A multi-label case's findings in ``ranked`` order, each with its threshold and whether
+    the model called it present (read from the stored label: the decision as it was made)."""
+    if not thresholds:
+        return []
+    called = set(label.split("|"))
+    return [
+        {"name": n, "probability": p, "threshold": thresholds.get(n), "present": n in called}
+        for n, p in ranked
+    ]
+
+
 def _case_context(row: Prediction, user: User) -> dict[str, Any]:
     output = row.output or {}
     classes = [str(c) for c in output.get("classes") or []]
     probabilities = output.get("probabilities") or {}
+    ranked = sorted(probabilities.items(), key=lambda kv: -float(kv[1] or 0))
     model = row.model_version
     return {
         "case": {
@@ -483,7 +498,6 @@ def _case_context(row: Prediction, user: User) -> dict[str, Any]:
             "label": row.label,
             "probability": row.probability,
             "threshold": output.get("threshold"),
-            "finding_thresholds": output.get("finding_thresholds"),
             "positive_class": output.get("positive_class"),
             "created_at": row.created_at,
             "input_type": row.input_type,
@@ -493,7 +507,8 @@ def _case_context(row: Prediction, user: User) -> dict[str, Any]:
         },
         "model": {"name": model.name, "version": model.version} if model else None,
         "warnings": [str(w) for w in output.get("warnings") or []],
-        "probabilities": sorted(probabilities.items(), key=lambda kv: -float(kv[1] or 0)),
+        "probabilities": ranked,
+        "findings": _findings(row.label, ranked, output.get("finding_thresholds")),
         "corrections": [c for c in classes if c != row.label],
         "feedback": [
             {
