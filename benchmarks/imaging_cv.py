@@ -137,10 +137,11 @@ def summarise(out: Path, members: int | None = None) -> dict[str, Any]:
     files = sorted(out.glob("fold*.npz"))
     if not files:
         raise SystemExit(f"{out}: no fold*.npz files yet")
-    per_fold = []
+    per_fold, used = [], 0
     for path in files:
         saved = np.load(path)
         probabilities = saved["probabilities"][:members]
+        used = probabilities.shape[0]
         row = scores(saved["labels"], probabilities.mean(axis=(0, 1)))
         single = [scores(saved["labels"], member.mean(axis=0))["auroc"] for member in probabilities]
         per_fold.append(
@@ -158,7 +159,7 @@ def summarise(out: Path, members: int | None = None) -> dict[str, Any]:
     return {
         "benchmark": "imaging-cv",
         "out": str(out),
-        "members": members or int(np.load(files[0])["probabilities"].shape[0]),
+        "members": used,
         "folds": per_fold,
         "auroc_mean": mean("auroc"),
         "accuracy_mean": mean("accuracy"),

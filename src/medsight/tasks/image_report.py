@@ -128,9 +128,9 @@ def build_image_report(
         ),
     )
     headline = HEADLINE_BINARY if binary else HEADLINE_MULTICLASS
-    labels = METRIC_LABELS
     if multi_label:
-        headline, labels = HEADLINE_MULTILABEL, MULTILABEL_METRIC_LABELS
+        headline = HEADLINE_MULTILABEL
+    labels = _metric_labels(trained)
     summary = report.add_section(
         "Summary",
         "The model was trained on the training split; early stopping and the choice of epoch used "
@@ -276,7 +276,7 @@ def model_card(
     metadata: dict[str, Any],
 ) -> str:
     """A short Markdown model card: intended use, data, performance with CIs, limits."""
-    labels = MULTILABEL_METRIC_LABELS if trained.multi_label else METRIC_LABELS
+    labels = _metric_labels(trained)
     lines = [
         f"# Model card: {metadata['name']}",
         "",
@@ -306,6 +306,11 @@ def model_card(
         "not refused.",
     ]
     return "\n".join(lines) + "\n"
+
+
+def _metric_labels(trained: TrainedImageModel) -> dict[str, str]:
+    """Human metric names: MedMNIST's multi-label figures are means over findings."""
+    return MULTILABEL_METRIC_LABELS if trained.multi_label else METRIC_LABELS
 
 
 def _decision_rule(trained: TrainedImageModel, names: list[str]) -> str:
