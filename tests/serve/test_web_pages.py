@@ -285,3 +285,21 @@ def test_multi_label_case_shows_each_findings_threshold(
     assert all(f">{cut * 100:.1f}%<" in page for cut in cuts.values())
     assert page.count(">present<") == len(present)
     assert "the model answers" not in page  # no single positive class to name
+
+    # the correction form ticks what the model called present; the clinician's ticks are stored
+    assert page.count('type="checkbox" name="finding"') == len(cuts)
+    assert page.count(" checked>") == len(present)
+    case = made.headers["location"]
+    assert "effusion" in present and "nodule" not in present  # cuts at 0.05 and 0.95
+    answer = {CSRF_FIELD: _csrf(page), "verdict": "corrected", "findings_form": "1"}
+    done = alice.post(
+        f"{case}/feedback",
+        data={**answer, "finding": ["nodule", "effusion"]},
+        follow_redirects=False,
+    )
+    assert done.status_code == 303, done.text
+    none_left = alice.post(f"{case}/feedback", data=answer, follow_redirects=False)
+    assert none_left.status_code == 303, none_left.text  # nothing ticked: no finding present
+    with service.database.transaction() as session:
+        labels = [row.label for row in session.scalars(select(Feedback).order_by(Feedback.id))]
+    assert labels == ["effusion|nodule", "none"]  # in the model's order

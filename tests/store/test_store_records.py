@@ -81,3 +81,47 @@ def test_feedback_confirm_and_correct(db: Database) -> None:
         for kwargs, message in bad:
             with pytest.raises(StoreError, match=message):
                 add_feedback(session, doctor, p.id, source="h", **kwargs)
+
+
+FINDINGS = ["effusion", "mass", "nodule"]
+
+
+@pytest.mark.parametrize(
+    "output",
+    [
+        {
+            "classes": FINDINGS,
+            "multi_label": True,
+            "finding_thresholds": dict.fromkeys(FINDINGS, 0.5),
+        },
+        # rows stored before the flag: per-finding thresholds mark them
+        {"classes": FINDINGS, "finding_thresholds": dict.fromkeys(FINDINGS, 0.5)},
+    ],
+)
+def test_multi_label_feedback_names_a_set_of_findings(db: Database, output: dict) -> None:
+    with db.transaction() as session:
+        doctor = add_user(session, "doc", Role.CLINICIAN)
+        p = record_prediction(
+            session, doctor, task="t", input_bytes=b"x", label="mass", output=output, source="h"
+        )
+        both = add_feedback(
+            session, doctor, p.id, verdict="corrected", label=" Nodule | effusion ", source="h"
+        )
+        assert both.label == "effusion|nodule"  # the model's order and spelling
+        nothing = add_feedback(session, doctor, p.id, verdict="corrected", label="NONE", source="h")
+        assert nothing.label == "none"
+        same = add_feedback(session, doctor, p.id, verdict="confirmed", label="MASS", source="h")
+        assert (same.verdict, same.label) == (Verdict.CONFIRMED, "mass")
+
+        bad = [
+            ({"verdict": "corrected", "label": "mass"}, "equals the prediction"),
+            ({"verdict": "corrected", "label": "Mass"}, "equals the prediction"),
+            ({"verdict": "corrected", "label": "mass|cyst"}, "'cyst' is not one of the findings"),
+            ({"verdict": "corrected", "label": "mass|MASS"}, "named twice"),
+            ({"verdict": "corrected", "label": "none|mass"}, "'none' is not one of the findings"),
+            ({"verdict": "confirmed", "label": "nodule"}, "send verdict 'corrected'"),
+        ]
+        for kwargs, message in bad:
+            with pytest.raises(StoreError, match=message):
+                add_feedback(session, doctor, p.id, source="h", **kwargs)
+        assert [f.label for f in p.feedback] == ["effusion|nodule", "none", "mass"]

@@ -18,6 +18,33 @@ def class_text(label: np.ndarray | int, names: Sequence[str]) -> str:
     return "|".join(name for name, on in zip(names, row, strict=True) if on) or "none"
 
 
+NO_FINDING = "none"
+
+
+def findings_row(text: str, names: Sequence[str]) -> np.ndarray:
+    """The 0/1 row of a findings text as :func:`class_text` writes it (``a|b``, ``none``).
+
+    Findings may come in any order and any case; ``ValueError`` names an unknown or repeated
+    finding, or ``none`` given with findings.
+    """
+    folded = {name.strip().casefold(): index for index, name in enumerate(names)}
+    parts = [part.strip() for part in str(text).split("|") if part.strip()]
+    row = np.zeros(len(names), dtype=np.int64)
+    if [part.casefold() for part in parts] in ([], [NO_FINDING]):
+        return row
+    for part in parts:
+        index = folded.get(part.casefold())
+        if index is None:
+            raise ValueError(
+                f"{part!r} is not one of the findings {list(names)} "
+                f"(write present findings joined by '|', or '{NO_FINDING}')"
+            )
+        if row[index]:
+            raise ValueError(f"finding {names[index]!r} is named twice in {text!r}")
+        row[index] = 1
+    return row
+
+
 @dataclass
 class ClassPrediction:
     """A case's label, its probability, every class's probability, and warnings or reasons

@@ -72,6 +72,8 @@ class Outcome:
             "probabilities": self.probabilities,
             "threshold": self.threshold,
             "finding_thresholds": self.finding_thresholds,
+            # several findings may be present: feedback names a set of them (``a|b``, ``none``)
+            "multi_label": self.finding_thresholds is not None,
             "positive_class": self.positive_class,
             "warnings": self.warnings,
             "explained": self.explanation is not None,

@@ -58,7 +58,14 @@ class FeedbackRequest(_Body):
     """A clinician's verdict on their own prediction."""
 
     verdict: Literal["confirmed", "corrected"]
-    label: str | None = Field(default=None, max_length=200)
+    label: str | None = Field(
+        default=None,
+        max_length=200,
+        description=(
+            "The correct class; for a multi-label model the present findings joined by '|' "
+            "(any order) or 'none'. Omitted for a confirmation."
+        ),
+    )
     comment: str = Field(default="", max_length=2000)
 
 

@@ -38,6 +38,7 @@ from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData, UploadFile
 
+from medsight.bundle.prediction import NO_FINDING
 from medsight.errors import DataError, MedsightError
 from medsight.serve import sessions
 from medsight.serve.auth import Caller, client_source
@@ -485,6 +486,17 @@ def _findings(
     ]
 
 
+def _finding_choices(
+    label: str, classes: list[str], output: dict[str, Any]
+) -> list[dict[str, Any]]:
+    """A multi-label case's findings in the model's order, each ticked when the model called it
+    present; empty for other models."""
+    if not records.multi_label_output(output):
+        return []
+    called = set(label.split("|"))
+    return [{"name": name, "present": name in called} for name in classes]
+
+
 def _case_context(row: Prediction, user: User) -> dict[str, Any]:
     output = row.output or {}
     classes = [str(c) for c in output.get("classes") or []]
@@ -510,6 +522,8 @@ def _case_context(row: Prediction, user: User) -> dict[str, Any]:
         "probabilities": ranked,
         "findings": _findings(row.label, ranked, output.get("finding_thresholds")),
         "corrections": [c for c in classes if c != row.label],
+        # multi-label: a correction is the set of present findings, ticked from the model's call
+        "finding_choices": _finding_choices(row.label, classes, output),
         "feedback": [
             {
                 "verdict": str(f.verdict),
@@ -561,13 +575,17 @@ async def case_feedback(request: Request, prediction_id: int) -> Response:
         return _to_login(request)
     if not 1 <= prediction_id <= MAX_ID:
         return _not_found(request, who, f"case {prediction_id}")
-    form = await request.form(max_files=0, max_fields=8)
+    form = await request.form(max_files=0, max_fields=MAX_FORM_FIELDS)  # one per finding ticked
     try:
         sessions.check_csrf(sessions.csrf_for(who.token), form.get(sessions.CSRF_FIELD))
     except sessions.CsrfError as exc:
         return _case_view(request, who, prediction_id, error=str(exc), status=403)
     verdict = _text(form, "verdict")
     label = _text(form, "label") if verdict == "corrected" else None
+    if verdict == "corrected" and form.get("findings_form"):
+        # the ticked findings; the store checks them and writes them as the model does
+        ticked = [str(value) for value in form.getlist("finding")]
+        label = "|".join(ticked) or NO_FINDING
     comment = _text(form, "comment")
     try:
         await run_in_threadpool(

@@ -16,6 +16,7 @@ from typing import Any, Final
 from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
+from medsight.bundle.prediction import class_text, findings_row
 from medsight.store import audit
 from medsight.store.audit import AuditAction
 from medsight.store.errors import NotFoundError, PermissionDenied, StoreError
@@ -205,7 +206,9 @@ def add_feedback(
     """A clinician confirms or corrects one of their own predictions.
 
     ``confirmed`` takes the prediction's label when ``label`` is omitted; ``corrected`` needs a
-    different label, one of the model's classes when the prediction recorded them.
+    different label, one of the model's classes when the prediction recorded them. For a
+    multi-label prediction the label is the set of present findings (``a|b`` in any order and
+    case, or ``none``), stored as the model writes labels.
     """
     require(user, Action.FEEDBACK_WRITE)
     prediction = session.get(Prediction, prediction_id)
@@ -247,6 +250,11 @@ def _checked_feedback(
         raise StoreError(f"verdict {verdict!r}: use 'confirmed' or 'corrected'.") from None
     if len(comment) > MAX_COMMENT:
         raise StoreError(f"comment is {len(comment)} characters; keep it under {MAX_COMMENT}.")
+    classes = prediction.output.get("classes")
+    known = [str(c) for c in classes] if isinstance(classes, list) else []
+    multi_label = bool(known) and multi_label_output(prediction.output)
+    if multi_label and label:
+        label = _findings_label(label, known)
     if verdict is Verdict.CONFIRMED:
         if label not in (None, "", prediction.label):
             raise StoreError(
@@ -256,12 +264,27 @@ def _checked_feedback(
         return verdict, prediction.label
     if not label:
         raise StoreError("a correction needs the correct label.")
+    if known and not multi_label and label not in known:
+        raise StoreError(f"label {label!r} is not one of the model's classes {classes}.")
     if label == prediction.label:
         raise StoreError(f"the correction {label!r} equals the prediction; send 'confirmed'.")
-    classes = prediction.output.get("classes")
-    if isinstance(classes, list) and classes and label not in [str(c) for c in classes]:
-        raise StoreError(f"label {label!r} is not one of the model's classes {classes}.")
     return verdict, label
+
+
+def multi_label_output(output: dict[str, Any]) -> bool:
+    """Whether a stored prediction called each finding separately (older multi-label rows have
+    per-finding thresholds but no flag)."""
+    return bool(output.get("multi_label")) or isinstance(output.get("finding_thresholds"), dict)
+
+
+def _findings_label(label: str, findings: list[str]) -> str:
+    """A correction of a multi-label prediction as the model writes labels: the present
+    findings in the model's order joined by ``|``, or ``none``."""
+    try:
+        row = findings_row(label, findings)
+    except ValueError as exc:
+        raise StoreError(f"correction {label!r}: {exc}.") from None
+    return class_text(row, findings)
 
 
 def list_feedback(
