@@ -78,3 +78,32 @@ def write_wfdb(
         write_dir=str(folder),
     )
     return folder / f"{name}.hea"
+
+
+# where each multi-label test finding puts its bright square: on the vertical midline, so that
+# the default horizontal flips (augmentation and TTA) keep each finding where it is
+FINDING_PATCHES = [(2, 11), (11, 11), (20, 11)]
+FINDINGS_SIZES = {"train": 300, "val": 90, "test": 120}
+
+
+def write_findings_npz(
+    path: Path, seed: int = 0, *, unlabelled_in_train: int | None = None
+) -> Path:
+    """A MedMNIST-style ``.npz`` of 28x28 8-bit noise images with three findings, each present
+    independently (p 0.35) as a bright 6x6 square. With ``unlabelled_in_train`` that finding's
+    training labels are all 0 (readers at that site missed it; its images still show it)."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    arrays = {}
+    for split, n in FINDINGS_SIZES.items():
+        labels = (rng.random((n, len(FINDING_PATCHES))) < 0.35).astype(np.uint8)
+        images = rng.normal(80, 20, (n, 28, 28))
+        for k, (row, col) in enumerate(FINDING_PATCHES):
+            images[labels[:, k] == 1, row : row + 6, col : col + 6] += 90
+        if split == "train" and unlabelled_in_train is not None:
+            labels[:, unlabelled_in_train] = 0
+        arrays[f"{split}_images"] = np.clip(images, 0, 255).astype(np.uint8)
+        arrays[f"{split}_labels"] = labels
+    np.savez(path, **arrays)
+    return path

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from medsight.errors import ConfigError, DataError
-from medsight.retrain.gate import GateSettings, decide
+from medsight.retrain.gate import GateSettings, decide, decide_findings
 
 
 def _scores(n: int = 400, *, signal: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -104,3 +104,73 @@ def test_settings_are_checked_and_small_holdouts_refused() -> None:
     p = np.array([0.9, 0.1, 0.2, 0.3])
     with pytest.raises(DataError, match="at least 2 positive"):
         decide(y, p, p, champion_threshold=0.5, challenger_threshold=0.5)
+
+
+def _findings(signals: list[float], seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(400, len(signals))`` labels and scores, each finding with its own separation."""
+    columns = [_scores(signal=s, seed=seed + k) for k, s in enumerate(signals)]
+    return np.stack([y for y, _ in columns], 1), np.stack([p for _, p in columns], 1)
+
+
+def test_every_judged_finding_must_pass_and_rare_ones_are_named() -> None:
+    y, champion = _findings([2.0, 2.0, 2.0], seed=10)
+    _, challenger = _findings([2.0, 2.0, 0.3], seed=10)  # the same, but finding "c" got worse
+    challenger[:, :2] = champion[:, :2]
+    y[:, 1] = 0
+    y[0, 1] = 1  # finding "b": one positive held-out case, too few to judge
+    cuts = [0.5, 0.5, 0.5]
+    decision = decide_findings(
+        y,
+        champion,
+        challenger,
+        champion_threshold=cuts,
+        challenger_threshold=cuts,
+        names=["a", "b", "c"],
+    )
+    entries = {entry["finding"]: entry for entry in decision.findings}
+    assert [entries[n]["judged"] for n in "abc"] == [True, False, True]
+    assert entries["a"]["passed"] and not entries["c"]["passed"] and not decision.passed
+    assert entries["a"]["auroc_difference"] == 0.0
+    # one decision per finding is the plain two-class gate on that column
+    alone = decide(
+        y[:, 2], champion[:, 2], challenger[:, 2], champion_threshold=0.5, challenger_threshold=0.5
+    )
+    assert entries["c"]["auroc_lower_bound"] == alone.auroc_lower_bound
+    assert decision.auroc_lower_bound == alone.auroc_lower_bound  # the weakest finding's
+    assert decision.auroc_champion == pytest.approx(
+        np.mean([entries["a"]["auroc_champion"], entries["c"]["auroc_champion"]])
+    )
+    assert decision.noninferiority_p_value == alone.noninferiority_p_value  # the largest
+    assert "not shown non-inferior on 'c' of 2 judged findings" in decision.reasons[0]
+    assert "Not judged" in decision.reasons[-1] and ": b." in decision.reasons[-1]
+    assert decision.to_dict()["findings"][1] == {"finding": "b", "judged": False, "n_positive": 1}
+
+    same = decide_findings(
+        y,
+        champion,
+        champion,
+        champion_threshold=cuts,
+        challenger_threshold=cuts,
+        names=["a", "b", "c"],
+    )
+    assert same.passed and same.reasons[0].startswith("AUROC non-inferior on each of the 2")
+
+
+def test_findings_gate_refuses_what_it_cannot_compare() -> None:
+    y, p = _findings([1.0, 1.0], seed=3)
+    cuts = [0.5, 0.5]
+    with pytest.raises(ConfigError, match="no finding has 2 held-out cases"):
+        decide_findings(
+            np.zeros_like(y),
+            p,
+            p,
+            champion_threshold=cuts,
+            challenger_threshold=cuts,
+            names=["a", "b"],
+        )
+    with pytest.raises(ConfigError, match="one shape"):
+        decide_findings(
+            y, p[:, :1], p, champion_threshold=cuts, challenger_threshold=cuts, names=["a", "b"]
+        )
+    with pytest.raises(ConfigError, match="1 finding names for 2 findings"):
+        decide_findings(y, p, p, champion_threshold=cuts, challenger_threshold=cuts, names=["a"])

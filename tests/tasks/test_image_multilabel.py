@@ -17,27 +17,10 @@ from medsight.cli.main import app
 from medsight.config import ImageDataConfig, ImageTrainConfig
 from medsight.errors import ConfigError
 from medsight.tasks.image import run_image
+from shared_helpers import FINDINGS_SIZES, write_findings_npz
 
 FINDINGS = ["0", "1", "2"]  # an .npz outside the MedMNIST catalogue: columns by number
-# where each finding puts its bright square: on the vertical midline, so that the default
-# horizontal flips (augmentation and TTA) keep each finding where it is
-PATCHES = [(2, 11), (11, 11), (20, 11)]
-SIZES = {"train": 300, "val": 90, "test": 120}
-
-
-def _write_findings_npz(path: Path, seed: int = 0) -> Path:
-    """28x28 noise images; each finding independently present (p 0.35) as a bright 6x6 square."""
-    rng = np.random.default_rng(seed)
-    arrays = {}
-    for split, n in SIZES.items():
-        labels = (rng.random((n, 3)) < 0.35).astype(np.uint8)
-        images = rng.normal(80, 20, (n, 28, 28))
-        for k, (row, col) in enumerate(PATCHES):
-            images[labels[:, k] == 1, row : row + 6, col : col + 6] += 90
-        arrays[f"{split}_images"] = np.clip(images, 0, 255).astype(np.uint8)
-        arrays[f"{split}_labels"] = labels
-    np.savez(path, **arrays)
-    return path
+SIZES = FINDINGS_SIZES
 
 
 def _config(npz: Path, out: Path) -> ImageTrainConfig:
@@ -53,7 +36,7 @@ def _config(npz: Path, out: Path) -> ImageTrainConfig:
 @pytest.fixture(scope="module")
 def findings_run(tmp_path_factory: pytest.TempPathFactory):
     folder = tmp_path_factory.mktemp("multilabel")
-    npz = _write_findings_npz(folder / "findings.npz")
+    npz = write_findings_npz(folder / "findings.npz")
     return run_image(_config(npz, folder / "runs"), progress=False), npz
 
 
@@ -109,7 +92,7 @@ def test_bundle_gives_each_finding_its_own_probability(findings_run, tmp_path: P
 
 
 def test_the_svm_member_is_refused_before_any_training(tmp_path: Path) -> None:
-    config = _config(_write_findings_npz(tmp_path / "f.npz"), tmp_path / "runs")
+    config = _config(write_findings_npz(tmp_path / "f.npz"), tmp_path / "runs")
     config.model.svm_member.enabled = True
     with pytest.raises(ConfigError, match="pixel SVM member is for one label"):
         run_image(config, progress=False)
@@ -122,7 +105,7 @@ def test_each_finding_gets_its_own_val_threshold_everywhere(tmp_path: Path) -> N
     from medsight.evaluate.metrics import multilabel_metrics_unchecked
     from medsight.serve.predictors import ImagePredictor
 
-    config = _config(_write_findings_npz(tmp_path / "f.npz", seed=1), tmp_path / "runs")
+    config = _config(write_findings_npz(tmp_path / "f.npz", seed=1), tmp_path / "runs")
     config.evaluation.threshold = "sensitivity"
     config.evaluation.target_sensitivity = 0.9
     result = run_image(config, progress=False)
@@ -157,9 +140,7 @@ def test_each_finding_gets_its_own_val_threshold_everywhere(tmp_path: Path) -> N
     assert outcome.label == ("|".join(present) or "none")
 
 
-def test_service_answers_with_findings_and_retraining_refuses_clearly(findings_run) -> None:
-    from medsight.retrain.base import Champion, RetrainOptions
-    from medsight.retrain.image import ImageRetrainer
+def test_service_answers_with_findings(findings_run) -> None:
     from medsight.serve.predictors import ImagePredictor
 
     result, _ = findings_run
@@ -173,7 +154,4 @@ def test_service_answers_with_findings_and_retraining_refuses_clearly(findings_r
     assert outcome.finding_thresholds == dict.fromkeys(FINDINGS, 0.5)
     assert outcome.probability == pytest.approx(max(probabilities.values()), abs=1e-6)
     assert outcome.explanation is not None and outcome.explanation["image_png_base64"]
-
-    champion = Champion("image-classification", 1, 1, "ml", "image", result.bundle_path)
-    with pytest.raises(ConfigError, match="multi-label image bundles"):
-        ImageRetrainer().train(champion, [], RetrainOptions())
+    assert outcome.stored_output("image")["multi_label"] is True  # feedback names findings

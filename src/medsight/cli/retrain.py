@@ -139,19 +139,28 @@ def print_outcome(console: Console, outcome: RetrainOutcome) -> None:
         f"unusable {len(outcome.unusable)}; held-out rows {counts['holdout_rows']}.",
         highlight=False,
     )
+    multi_label = outcome.held_out.findings is not None
+    prefix = "macro_" if multi_label else ""  # multi-label: means over findings
     table = Table(title=f"{outcome.task}: champion v{outcome.champion.version} vs challenger")
-    for column in ("model", "AUROC (95% CI)", "sensitivity (95% CI)", "threshold"):
+    mean = "mean " if multi_label else ""
+    for column in ("model", f"{mean}AUROC (95% CI)", f"{mean}sensitivity (95% CI)", "threshold"):
         table.add_column(column)
     for name, threshold in (
         (f"champion v{outcome.champion.version}", decision.threshold_champion),
         ("challenger", decision.threshold_challenger),
     ):
         metrics = outcome.metrics[name.split()[0]]
-        point = operating_point(threshold).removeprefix("threshold ")
-        table.add_row(name, str(metrics["auroc"]), str(metrics["sensitivity"]), point)
+        point = "per finding" if multi_label else operating_point(threshold)
+        table.add_row(
+            name,
+            str(metrics[f"{prefix}auroc"]),
+            str(metrics[f"{prefix}sensitivity"]),
+            point.removeprefix("threshold "),
+        )
     console.print(table)
+    weakest = " (mean over findings; bound and p of the weakest)" if multi_label else ""
     console.print(
-        f"DeLong: AUROC difference {decision.auroc_difference:+.3f}, one-sided "
+        f"DeLong{weakest}: AUROC difference {decision.auroc_difference:+.3f}, one-sided "
         f"{1 - decision.alpha:.0%} lower bound {decision.auroc_lower_bound:+.3f} (margin "
         f"-{decision.auroc_margin:.3f}), p = {decision.delong_p_value:.3g}",
         highlight=False,

@@ -93,6 +93,9 @@ class HeldOut:
 
     A threshold is a number, or one per case when a model's decision is not a fixed cut-off of
     the positive probability (a multi-class model's argmax: the largest other probability).
+
+    Multi-label models name their ``findings``: ``y`` and the probabilities are then
+    ``(cases, findings)`` and each threshold is one per finding.
     """
 
     y: np.ndarray
@@ -101,6 +104,7 @@ class HeldOut:
     champion_threshold: float | np.ndarray
     challenger_threshold: float | np.ndarray
     groups: np.ndarray | None = None
+    findings: list[str] | None = None
 
 
 @dataclass

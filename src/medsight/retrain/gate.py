@@ -13,12 +13,19 @@ or one per case: a per-case threshold expresses a decision that is not a fixed c
 positive probability (a multi-class model predicts the positive class when it is the most probable
 one, i.e. when its probability reaches the largest other one); the decision then records NaN as
 the threshold.
+
+:func:`decide_findings` gates a multi-label model (several findings per case): each finding with
+at least two held-out cases with and without it is compared as above, and the challenger passes
+only when every such finding passes. That is an intersection-union test, so each comparison keeps
+its own level and no multiplicity correction is needed.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike
@@ -79,10 +86,14 @@ class GateDecision:
     sensitivity_margin: float
     alpha: float
     reasons: tuple[str, ...]
+    # multi-label: one entry per finding (its figures, or why it was not judged); the figures
+    # above are then means over the judged findings, and the bound and p-values the weakest's
+    findings: tuple[dict[str, Any], ...] = field(default=())
 
     def to_dict(self) -> dict[str, object]:
         values = asdict(self)
         values["reasons"] = list(self.reasons)
+        values["findings"] = list(self.findings)
         return values
 
 
@@ -140,6 +151,150 @@ def decide(
         alpha=settings.alpha,
         reasons=reasons,
     )
+
+
+MIN_CASES_PER_SIDE = 2  # held-out cases with, and without, a finding for it to be judged
+
+
+def decide_findings(
+    y_true: ArrayLike,
+    champion_probability: ArrayLike,
+    challenger_probability: ArrayLike,
+    *,
+    champion_threshold: Sequence[float],
+    challenger_threshold: Sequence[float],
+    names: Sequence[str],
+    settings: GateSettings | None = None,
+) -> GateDecision:
+    """Gate a multi-label model on ``(n, findings)`` 0/1 labels and probabilities, each finding at
+    its own thresholds: promotion needs every judged finding to pass :func:`decide`."""
+    settings = settings or GateSettings()
+    y = np.asarray(y_true)
+    champion = np.asarray(champion_probability, dtype=float)
+    challenger = np.asarray(challenger_probability, dtype=float)
+    if y.ndim != 2 or champion.shape != y.shape or challenger.shape != y.shape:
+        raise ConfigError(
+            f"a multi-label gate needs labels and both models' probabilities of one shape "
+            f"(cases, findings); got {y.shape}, {champion.shape} and {challenger.shape}."
+        )
+    if len(names) != y.shape[1]:
+        raise ConfigError(f"{len(names)} finding names for {y.shape[1]} findings.")
+    judged: dict[str, GateDecision] = {}
+    entries: list[dict[str, Any]] = []
+    for k, name in enumerate(names):
+        present = int(np.sum(y[:, k] == 1))
+        if min(present, y.shape[0] - present) < MIN_CASES_PER_SIDE:
+            entries.append({"finding": name, "judged": False, "n_positive": present})
+            continue
+        one = decide(
+            y[:, k],
+            champion[:, k],
+            challenger[:, k],
+            champion_threshold=float(champion_threshold[k]),
+            challenger_threshold=float(challenger_threshold[k]),
+            settings=settings,
+        )
+        judged[name] = one
+        entries.append({"finding": name, "judged": True, **_finding_figures(one)})
+    if not judged:
+        raise ConfigError(
+            f"no finding has {MIN_CASES_PER_SIDE} held-out cases with it and without it, so no "
+            "finding can be compared; use a larger held-out set."
+        )
+    skipped = [e["finding"] for e in entries if not e["judged"]]
+    return _combined(judged, skipped, y, settings, tuple(entries))
+
+
+def _finding_figures(one: GateDecision) -> dict[str, Any]:
+    keys = (
+        "passed",
+        "n_positive",
+        "auroc_champion",
+        "auroc_challenger",
+        "auroc_difference",
+        "auroc_lower_bound",
+        "noninferiority_p_value",
+        "sensitivity_champion",
+        "sensitivity_challenger",
+        "threshold_champion",
+        "threshold_challenger",
+    )
+    return {key: getattr(one, key) for key in keys}
+
+
+def _combined(
+    judged: dict[str, GateDecision],
+    skipped: list[str],
+    y: np.ndarray,
+    settings: GateSettings,
+    entries: tuple[dict[str, Any], ...],
+) -> GateDecision:
+    """One decision from the judged findings': all must pass; means for the figures, the
+    weakest finding's bound and p-values."""
+    decisions = list(judged.values())
+    weakest_name = min(judged, key=lambda name: judged[name].auroc_lower_bound)
+    weakest = judged[weakest_name]
+    auroc_ok = all(d.auroc_noninferior for d in decisions)
+    sens_ok = all(d.sensitivity_ok for d in decisions)
+    reasons = [
+        _findings_reason(
+            "AUROC non-inferior",
+            "AUROC not shown non-inferior",
+            [n for n, d in judged.items() if not d.auroc_noninferior],
+            len(judged),
+            f"the weakest, {weakest_name!r}, has difference {weakest.auroc_difference:+.3f} "
+            f"and one-sided {settings.confidence:.0%} lower bound "
+            f"{_signed(weakest.auroc_lower_bound)} (margin -{settings.auroc_margin:.3f})",
+        ),
+        _findings_reason(
+            "Sensitivity kept",
+            "Sensitivity lower",
+            [n for n, d in judged.items() if not d.sensitivity_ok],
+            len(judged),
+            f"each finding at each model's own threshold, margin {settings.sensitivity_margin:.3f}",
+        ),
+    ]
+    if skipped:
+        reasons.append(
+            f"Not judged (fewer than {MIN_CASES_PER_SIDE} held-out cases with or without the "
+            f"finding): {', '.join(skipped)}."
+        )
+
+    def mean(key: str) -> float:
+        return float(np.mean([getattr(d, key) for d in decisions]))
+
+    return GateDecision(
+        passed=bool(auroc_ok and sens_ok),
+        auroc_noninferior=auroc_ok,
+        sensitivity_ok=sens_ok,
+        n=int(y.shape[0]),
+        n_positive=int(np.sum(y.any(axis=1))),
+        auroc_champion=mean("auroc_champion"),
+        auroc_challenger=mean("auroc_challenger"),
+        auroc_difference=mean("auroc_difference"),
+        auroc_se=weakest.auroc_se,
+        auroc_lower_bound=weakest.auroc_lower_bound,
+        delong_z=weakest.delong_z,
+        delong_p_value=weakest.delong_p_value,
+        noninferiority_p_value=max(d.noninferiority_p_value for d in decisions),
+        sensitivity_champion=mean("sensitivity_champion"),
+        sensitivity_challenger=mean("sensitivity_challenger"),
+        sensitivity_difference=min(d.sensitivity_difference for d in decisions),
+        threshold_champion=math.nan,
+        threshold_challenger=math.nan,
+        auroc_margin=settings.auroc_margin,
+        sensitivity_margin=settings.sensitivity_margin,
+        alpha=settings.alpha,
+        reasons=tuple(reasons),
+        findings=entries,
+    )
+
+
+def _findings_reason(ok: str, not_ok: str, failing: list[str], n_judged: int, detail: str) -> str:
+    if not failing:
+        return f"{ok} on each of the {n_judged} judged findings: {detail}."
+    named = ", ".join(repr(name) for name in failing)
+    return f"{not_ok} on {named} of {n_judged} judged findings: {detail}."
 
 
 def _threshold_figure(threshold: float | ArrayLike) -> float:

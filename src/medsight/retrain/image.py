@@ -27,8 +27,10 @@ from typing import Any
 import numpy as np
 
 from medsight.bundle.image import BUNDLE_FORMAT, FILES, TASK, ImageBundle
+from medsight.bundle.prediction import class_text, findings_row
 from medsight.config import ImageTrainConfig
 from medsight.errors import ConfigError, DataError
+from medsight.evaluate.thresholds import finding_thresholds
 from medsight.io.images import ImageSet, read_image_csv, read_image_folder, read_medmnist_npz
 from medsight.retrain.base import (
     Challenge,
@@ -46,6 +48,7 @@ from medsight.retrain.challenger import (
     retraining_provenance,
 )
 from medsight.retrain.feedback_split import holdout_notes, split_out_feedback
+from medsight.retrain.gate import MIN_CASES_PER_SIDE
 from medsight.retrain.recipe import champion_config, locate_original
 from medsight.tasks.image import bundle_metadata, train_image_model
 from medsight.tasks.image_data import PHANTOM, ImageSplits, check_splits, load_image_splits
@@ -72,13 +75,8 @@ class ImageRetrainer:
         self, champion: Champion, cases: Sequence[FeedbackCase], options: RetrainOptions
     ) -> Challenge:
         bundle = ImageBundle.load(champion.folder)
-        if bundle.multi_label:
-            raise ConfigError(
-                "retraining compares one positive class on held-out cases; multi-label image "
-                "bundles (several findings per image) are not retrained from feedback yet."
-            )
         classes = bundle.class_names
-        positive = _positive_index(bundle)
+        positive = None if bundle.multi_label else _positive_index(bundle)
         config, config_source = champion_config(
             bundle.metadata, champion, options.config, ImageTrainConfig, "images"
         )
@@ -119,12 +117,7 @@ class ImageRetrainer:
         training = concat_sets([train, feedback], classes)
         challenger_splits = ImageSplits(training, val, held, splits.source, splits.official_splits)
         check_splits(challenger_splits)
-        y_holdout = (held.labels == positive).astype(int)
-        if min(int(y_holdout.sum()), int(len(y_holdout) - y_holdout.sum())) < 2:
-            raise DataError(
-                f"the held-out set ({holdout_source}) has fewer than 2 images of a class; "
-                "the comparison needs both classes. Pass a larger --holdout."
-            )
+        y_holdout = _holdout_targets(held, positive, holdout_source)
         trained = train_image_model(config, challenger_splits, progress=False)
         metadata = bundle_metadata(config, challenger_splits, trained, {}, positive)
         scratch = tempfile.TemporaryDirectory(prefix="medsight-retrain-")
@@ -134,11 +127,12 @@ class ImageRetrainer:
         )
         held_out = HeldOut(
             y=y_holdout,
-            champion_probability=bundle.predict_proba(held.images)[:, positive],
-            challenger_probability=challenger.predict_proba(held.images)[:, positive],
+            champion_probability=_scores(bundle, held.images, positive),
+            challenger_probability=_scores(challenger, held.images, positive),
             champion_threshold=_threshold(bundle),
             challenger_threshold=_threshold(challenger),
             groups=held.patient_ids,
+            findings=list(classes) if bundle.multi_label else None,
         )
         counts = {
             "original_rows": sum(len(s) for _, s in splits.items()),
@@ -147,7 +141,8 @@ class ImageRetrainer:
             "training_rows": len(training),
             "validation_rows": len(val),
             "holdout_rows": len(y_holdout),
-            "holdout_positive": int(y_holdout.sum()),
+            # multi-label: the held-out images with at least one finding
+            "holdout_positive": int(np.sum(y_holdout.reshape(len(y_holdout), -1).any(axis=1))),
             **split.counts,
         }
         sources = {
@@ -199,6 +194,34 @@ def resolve_data_spec(spec: str | Path | None, config_source: str) -> str:
     return str(locate_original(spec, config_source, what="training images"))
 
 
+def _holdout_targets(held: ImageSet, positive: int | None, where: str) -> np.ndarray:
+    """0/1 targets of the comparison: the positive class, or every finding (multi-label); a
+    :class:`DataError` when nothing could be compared."""
+    if positive is None:
+        present = held.labels.sum(axis=0)
+        if not np.any(
+            (present >= MIN_CASES_PER_SIDE) & (len(held) - present >= MIN_CASES_PER_SIDE)
+        ):
+            raise DataError(
+                f"the held-out set ({where}) has no finding with {MIN_CASES_PER_SIDE} images "
+                "with it and without it; the comparison needs both. Pass a larger --holdout."
+            )
+        return held.labels.astype(int)
+    y = (held.labels == positive).astype(int)
+    if min(int(y.sum()), int(len(y) - y.sum())) < MIN_CASES_PER_SIDE:
+        raise DataError(
+            f"the held-out set ({where}) has fewer than {MIN_CASES_PER_SIDE} images of a class; "
+            "the comparison needs both classes. Pass a larger --holdout."
+        )
+    return y
+
+
+def _scores(bundle: ImageBundle, images: np.ndarray, positive: int | None) -> np.ndarray:
+    """The probability the gate compares: the positive class's, or every finding's."""
+    probabilities = bundle.predict_proba(images)
+    return probabilities if positive is None else probabilities[:, positive]
+
+
 def _positive_index(bundle: ImageBundle) -> int:
     if bundle.positive_index is None:
         raise ConfigError(
@@ -208,10 +231,13 @@ def _positive_index(bundle: ImageBundle) -> int:
     return bundle.positive_index
 
 
-def _threshold(bundle: ImageBundle) -> float:
-    """The operating threshold of a bundle that passed :func:`_positive_index` (each model is
-    judged at its own)."""
+def _threshold(bundle: ImageBundle) -> float | np.ndarray:
+    """The operating threshold of a two-class bundle, or one per finding of a multi-label one
+    (each model is judged at its own)."""
     threshold = bundle.threshold
+    if bundle.multi_label:
+        assert threshold is not None, "a multi-label bundle always has a threshold"
+        return finding_thresholds(threshold, len(bundle.class_names))
     assert isinstance(threshold, float), "a two-class bundle always has one threshold"
     return threshold
 
@@ -248,18 +274,22 @@ def read_holdout(path: Path, bundle: ImageBundle, *, size: int | None) -> ImageS
     unknown = sorted(set(read.class_names) - set(bundle.class_names))
     if unknown:
         raise DataError(f"{path}: classes {unknown} are not the model's {bundle.class_names}.")
+    if read.multi_label != bundle.multi_label:
+        raise DataError(
+            f"{path}: {'findings' if read.multi_label else 'one label'} per image, the champion "
+            f"takes {'findings' if bundle.multi_label else 'one label'}."
+        )
     order = np.array([bundle.class_names.index(name) for name in read.class_names])
+    if read.multi_label:
+        labels = np.zeros((len(read), len(bundle.class_names)), dtype=np.int64)
+        labels[:, order] = read.labels  # the held-out file's columns in the model's order
+    else:
+        labels = order[read.labels]
     images = [
         bundle.prepare(image, f"{path}: {source}")[0]
         for image, source in zip(read.images, read.sources, strict=True)
     ]
-    return ImageSet(
-        np.stack(images),
-        order[read.labels],
-        bundle.class_names,
-        read.sources,
-        read.patient_ids,
-    )
+    return ImageSet(np.stack(images), labels, bundle.class_names, read.sources, read.patient_ids)
 
 
 # ------------------------------------------------------------------------------ feedback
@@ -277,13 +307,13 @@ def feedback_images(
     max_pixels = int(ServeSettings.model_fields["max_image_pixels"].default)
     classes = bundle.class_names
     images: list[np.ndarray] = []
-    labels: list[int] = []
+    labels: list[np.ndarray] = []
     used: list[FeedbackCase] = []
     unusable: list[UnusableCase] = []
     for case in cases:
         where = f"prediction {case.prediction_id}"
         try:
-            label = class_of(case.label, classes)
+            label, target = _feedback_target(case.label, classes, bundle.multi_label)
             image, _ = decode_image(
                 case.raw_input, max_pixels=max_pixels, require_deidentified=require_deidentified
             )
@@ -292,12 +322,27 @@ def feedback_images(
             unusable.append(UnusableCase(case.prediction_id, case.feedback_id, str(exc)))
             continue
         images.append(prepared)
-        labels.append(classes.index(label))
+        labels.append(target)
         used.append(replace(case, label=label))
     shape = bundle.input_shape
     stacked = np.stack(images) if images else np.zeros((0, *shape), np.float32)
+    width = (len(classes),) if bundle.multi_label else ()
+    targets = np.stack(labels) if labels else np.zeros((0, *width), np.int64)
     sources = [f"feedback on prediction {c.prediction_id}" for c in used]
-    return ImageSet(stacked, np.array(labels, np.int64), classes, sources), used, unusable
+    return ImageSet(stacked, targets, classes, sources), used, unusable
+
+
+def _feedback_target(label: str, classes: list[str], multi_label: bool) -> tuple[str, np.ndarray]:
+    """A clinician's label as the model writes it, and as a training target: the class index, or
+    the 0/1 row of findings (``a|b``, ``none``) of a multi-label model."""
+    if not multi_label:
+        name = class_of(label, classes)
+        return name, np.asarray(classes.index(name), dtype=np.int64)
+    try:
+        row = findings_row(label, classes)
+    except ValueError as exc:
+        raise DataError(f"label {label!r}: {exc}") from None
+    return class_text(row, classes), row
 
 
 def image_key(image: np.ndarray) -> str:

@@ -15,7 +15,7 @@ from typing import Any
 
 import pandas as pd
 
-from medsight.evaluate.plots import plot_roc
+from medsight.evaluate.plots import plot_roc, plot_roc_per_class
 from medsight.evaluate.report import Report
 from medsight.retrain.base import RetrainOutcome
 from medsight.runs import write_text_atomic
@@ -39,6 +39,10 @@ COUNT_LABELS = {
 def operating_point(threshold: float) -> str:
     """How a model decided: its threshold, or its most probable class (NaN: one per case)."""
     return "most probable class" if math.isnan(threshold) else f"threshold {threshold:.3f}"
+
+
+def _operating(threshold: float, multi_label: bool) -> str:
+    return "each finding's threshold; mean" if multi_label else operating_point(threshold)
 
 
 def headline(outcome: RetrainOutcome) -> str:
@@ -96,25 +100,36 @@ def build_report(outcome: RetrainOutcome) -> Report:
     for note in outcome.notes:
         data.add_text(f"Note: {note}")
 
+    multi_label = bool(decision.findings)
+    mean = " (mean over judged findings)" if multi_label else ""
+    weakest = " (weakest finding)" if multi_label else ""
     gate = report.add_section(
         "Gate figures",
         f"DeLong's test for paired AUROCs on the {decision.n} held-out cases "
-        f"({decision.n_positive} positive); one-sided {1 - decision.alpha:.0%} lower bound.",
+        f"({decision.n_positive} {'with a finding' if multi_label else 'positive'}); one-sided "
+        f"{1 - decision.alpha:.0%} lower bound."
+        + (
+            " Each finding is compared on its own and every judged finding must pass."
+            if multi_label
+            else ""
+        ),
     )
     gate.add_key_values(
         {
-            "AUROC champion": decision.auroc_champion,
-            "AUROC challenger": decision.auroc_challenger,
-            "Difference (challenger - champion)": decision.auroc_difference,
-            "Standard error (DeLong)": decision.auroc_se,
-            "One-sided lower bound": decision.auroc_lower_bound,
+            f"AUROC champion{mean}": decision.auroc_champion,
+            f"AUROC challenger{mean}": decision.auroc_challenger,
+            f"Difference (challenger - champion){mean}": decision.auroc_difference,
+            f"Standard error (DeLong){weakest}": decision.auroc_se,
+            f"One-sided lower bound{weakest}": decision.auroc_lower_bound,
             "AUROC margin": -decision.auroc_margin,
-            "DeLong two-sided p-value": f"{decision.delong_p_value:.3g}",
-            "Non-inferiority p-value": f"{decision.noninferiority_p_value:.3g}",
-            f"Sensitivity champion ({operating_point(decision.threshold_champion)})": (
+            f"DeLong two-sided p-value{weakest}": f"{decision.delong_p_value:.3g}",
+            f"Non-inferiority p-value{' (largest)' if multi_label else ''}": (
+                f"{decision.noninferiority_p_value:.3g}"
+            ),
+            f"Sensitivity champion ({_operating(decision.threshold_champion, multi_label)})": (
                 decision.sensitivity_champion
             ),
-            f"Sensitivity challenger ({operating_point(decision.threshold_challenger)})": (
+            f"Sensitivity challenger ({_operating(decision.threshold_challenger, multi_label)})": (
                 decision.sensitivity_challenger
             ),
             "Sensitivity margin": decision.sensitivity_margin,
@@ -122,6 +137,8 @@ def build_report(outcome: RetrainOutcome) -> Report:
             "Sensitivity kept": "yes" if decision.sensitivity_ok else "no",
         }
     )
+    if multi_label:
+        gate.add_table(pd.DataFrame(list(decision.findings)), caption="Each finding")
 
     metrics = report.add_section(
         "Held-out metrics", "Each model at its own operating threshold; 95% bootstrap intervals."
@@ -129,16 +146,32 @@ def build_report(outcome: RetrainOutcome) -> Report:
     metrics.add_metrics(outcome.metrics["champion"], caption="Champion (production model)")
     metrics.add_metrics(outcome.metrics["challenger"], caption="Challenger")
     held = outcome.held_out
-    metrics.add_figure(
-        plot_roc(
-            held.y,
-            {
-                f"champion v{outcome.champion.version}": held.champion_probability,
-                "challenger": held.challenger_probability,
-            },
-        ),
-        caption="ROC curves of both models on the held-out cases.",
-    )
+    if held.findings is not None:
+        for name, probability, threshold in (
+            (
+                f"champion v{outcome.champion.version}",
+                held.champion_probability,
+                held.champion_threshold,
+            ),
+            ("challenger", held.challenger_probability, held.challenger_threshold),
+        ):
+            metrics.add_figure(
+                plot_roc_per_class(
+                    held.y, probability, held.findings, list(threshold), noun="finding"
+                ),
+                caption=f"ROC curve per finding of the {name} on the held-out cases.",
+            )
+    else:
+        metrics.add_figure(
+            plot_roc(
+                held.y,
+                {
+                    f"champion v{outcome.champion.version}": held.champion_probability,
+                    "challenger": held.challenger_probability,
+                },
+            ),
+            caption="ROC curves of both models on the held-out cases.",
+        )
 
     if outcome.unusable:
         unusable = report.add_section(

@@ -22,14 +22,25 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Final
 
+import numpy as np
 from sqlalchemy.orm import Session
 
 from medsight.errors import BundleError, ConfigError, MedsightError
-from medsight.evaluate.bootstrap import binary_metrics_with_ci
+from medsight.evaluate.bootstrap import (
+    Estimate,
+    binary_metrics_with_ci,
+    multilabel_metrics_with_ci,
+)
 from medsight.registry import ModelRegistry
-from medsight.retrain.base import Champion, Retrainer, RetrainOptions, RetrainOutcome
+from medsight.retrain.base import (
+    Champion,
+    HeldOut,
+    Retrainer,
+    RetrainOptions,
+    RetrainOutcome,
+)
 from medsight.retrain.cases import collect_cases
-from medsight.retrain.gate import decide
+from medsight.retrain.gate import GateDecision, GateSettings, decide, decide_findings
 from medsight.retrain.report import write_comparison
 from medsight.retrain.tabular import TabularRetrainer
 from medsight.runs import run_name, staged_directory
@@ -105,18 +116,9 @@ def retrain(
     challenge = retrainer.train(champion, cases.usable, options)
     held = challenge.held_out
     say(f"comparing both models on {len(held.y)} held-out cases")
-    decision = decide(
-        held.y,
-        held.champion_probability,
-        held.challenger_probability,
-        champion_threshold=held.champion_threshold,
-        challenger_threshold=held.challenger_threshold,
-        settings=options.gate,
-    )
+    decision = gate_decision(held, options.gate)
     metrics = {
-        name: binary_metrics_with_ci(
-            held.y, probability, threshold, groups=held.groups, n_boot=options.n_bootstrap
-        )
+        name: held_out_metrics(held, probability, threshold, options.n_bootstrap)
         for name, probability, threshold in (
             ("champion", held.champion_probability, held.champion_threshold),
             ("challenger", held.challenger_probability, held.challenger_threshold),
@@ -156,6 +158,45 @@ def retrain(
         raise
     write_comparison(outcome)
     return outcome
+
+
+def gate_decision(held: HeldOut, settings: GateSettings) -> GateDecision:
+    """The gate on the held-out cases: one positive class, or each finding of a multi-label
+    model."""
+    if held.findings is not None:
+        return decide_findings(
+            held.y,
+            held.champion_probability,
+            held.challenger_probability,
+            champion_threshold=np.asarray(held.champion_threshold, dtype=float),
+            challenger_threshold=np.asarray(held.challenger_threshold, dtype=float),
+            names=held.findings,
+            settings=settings,
+        )
+    return decide(
+        held.y,
+        held.champion_probability,
+        held.challenger_probability,
+        champion_threshold=held.champion_threshold,
+        challenger_threshold=held.challenger_threshold,
+        settings=settings,
+    )
+
+
+def held_out_metrics(
+    held: HeldOut, probability: np.ndarray, threshold: float | np.ndarray, n_boot: int
+) -> dict[str, Estimate]:
+    """One model's held-out metrics with bootstrap intervals (multi-label: over findings)."""
+    if held.findings is not None:
+        return multilabel_metrics_with_ci(
+            held.y,
+            probability,
+            held.findings,
+            threshold=np.asarray(threshold, dtype=float).tolist(),
+            groups=held.groups,
+            n_boot=n_boot,
+        )
+    return binary_metrics_with_ci(held.y, probability, threshold, groups=held.groups, n_boot=n_boot)
 
 
 def _new_run_dir(output_dir: Path, task: str) -> Path:

@@ -520,7 +520,7 @@ def bundle_metadata(
     splits: ImageSplits,
     trained: TrainedImageModel,
     metrics: dict[str, Estimate],
-    positive: int,
+    positive: int | None,
 ) -> dict[str, Any]:
     image_means = splits.train.images.mean(axis=(1, 2, 3))
     return {
@@ -529,7 +529,7 @@ def bundle_metadata(
         "class_names": splits.class_names,
         "positive_class": (
             splits.class_names[positive]
-            if len(splits.class_names) == 2 and not trained.multi_label
+            if positive is not None and len(splits.class_names) == 2 and not trained.multi_label
             else None
         ),
         "multi_label": trained.multi_label,
