@@ -16,9 +16,11 @@ import numpy as np
 import pytest
 from PIL import Image
 from retrain_support import user
+from rich.console import Console
 
 from medsight.bundle.image import ImageBundle
 from medsight.bundle.prediction import class_text
+from medsight.cli.retrain import print_outcome
 from medsight.config import ImageDataConfig, ImageTrainConfig
 from medsight.errors import DataError
 from medsight.registry import ModelRegistry
@@ -151,8 +153,15 @@ def test_corrected_findings_teach_the_missed_one_and_every_finding_is_gated(
     assert document["metrics"]["challenger"]["macro_auroc"]["value"] > 0.9
     html = outcome.report_path.read_text()
     assert "Each finding" in html and "mean over judged findings" in html
+    assert "AUROC (mean over findings)" in html and "of which with at least one finding" in html
     assert "ROC curve per finding of the champion v1" in html
     assert "ROC curve per finding of the challenger" in html
+
+    console = Console(record=True, width=200)
+    print_outcome(console, outcome)  # what `medsight retrain` prints
+    printed = console.export_text()
+    assert "mean AUROC (95% CI)" in printed and "per finding" in printed
+    assert "bound and p of the weakest" in printed and "PROMOTED" in printed
 
 
 def test_feedback_findings_become_rows_and_bad_ones_are_listed(tmp_path: Path) -> None:

@@ -15,9 +15,11 @@ from typing import Any
 
 import pandas as pd
 
+from medsight.evaluate.metrics import METRIC_LABELS, MULTILABEL_METRIC_LABELS
 from medsight.evaluate.plots import plot_roc, plot_roc_per_class
 from medsight.evaluate.report import Report
 from medsight.retrain.base import RetrainOutcome
+from medsight.retrain.gate import GateDecision
 from medsight.runs import write_text_atomic
 
 COUNT_LABELS = {
@@ -35,10 +37,32 @@ COUNT_LABELS = {
     "original_replaced_by_feedback": "Original rows replaced by feedback on the same input",
 }
 
+FINDING_COLUMNS = {
+    "finding": "Finding",
+    "judged": "Judged",
+    "passed": "Passed",
+    "n_positive": "Held-out cases with it",
+    "auroc_champion": "AUROC champion",
+    "auroc_challenger": "AUROC challenger",
+    "auroc_difference": "Difference",
+    "auroc_lower_bound": "One-sided lower bound",
+    "noninferiority_p_value": "Non-inferiority p",
+    "sensitivity_champion": "Sensitivity champion",
+    "sensitivity_challenger": "Sensitivity challenger",
+    "threshold_champion": "Threshold champion",
+    "threshold_challenger": "Threshold challenger",
+}
+
 
 def operating_point(threshold: float) -> str:
     """How a model decided: its threshold, or its most probable class (NaN: one per case)."""
     return "most probable class" if math.isnan(threshold) else f"threshold {threshold:.3f}"
+
+
+def _count_labels(decision: GateDecision) -> dict[str, str]:
+    if not decision.findings:
+        return COUNT_LABELS
+    return {**COUNT_LABELS, "holdout_positive": "  of which with at least one finding"}
 
 
 def _operating(threshold: float, multi_label: bool) -> str:
@@ -87,7 +111,7 @@ def build_report(outcome: RetrainOutcome) -> Report:
     data = report.add_section("Data")
     data.add_key_values(
         {
-            **{label: counts[k] for k, label in COUNT_LABELS.items() if k in counts},
+            **{label: counts[k] for k, label in _count_labels(decision).items() if k in counts},
             "Feedback not usable": len(outcome.unusable),
             "Feedback rows read": outcome.feedback_rows,
             "Older verdicts replaced by a newer one": outcome.superseded,
@@ -138,13 +162,19 @@ def build_report(outcome: RetrainOutcome) -> Report:
         }
     )
     if multi_label:
-        gate.add_table(pd.DataFrame(list(decision.findings)), caption="Each finding")
+        gate.add_table(
+            pd.DataFrame(list(decision.findings)).rename(columns=FINDING_COLUMNS),
+            caption="Each finding (judged: at least 2 held-out cases with it and without it)",
+        )
 
     metrics = report.add_section(
         "Held-out metrics", "Each model at its own operating threshold; 95% bootstrap intervals."
     )
-    metrics.add_metrics(outcome.metrics["champion"], caption="Champion (production model)")
-    metrics.add_metrics(outcome.metrics["challenger"], caption="Challenger")
+    labels = MULTILABEL_METRIC_LABELS if multi_label else METRIC_LABELS
+    metrics.add_metrics(
+        outcome.metrics["champion"], caption="Champion (production model)", labels=labels
+    )
+    metrics.add_metrics(outcome.metrics["challenger"], caption="Challenger", labels=labels)
     held = outcome.held_out
     if held.findings is not None:
         for name, probability, threshold in (
