@@ -5,9 +5,11 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
+from sqlalchemy.orm import Session
 
 from medsight.bundle.tabular import TASK, TabularBundle
 from medsight.config import DataConfig, EvaluationConfig, ModelConfig, TrainConfig, dump_config
@@ -18,6 +20,9 @@ from medsight.store.records import add_feedback, record_prediction
 from medsight.tasks.tabular import prepare_table
 from medsight.train.tabular import fit_tabular_model
 from medsight.transforms.tabular import source_columns
+
+if TYPE_CHECKING:
+    from medsight.bundle.image import ImageBundle
 
 FEATURES = ["age", "sex", "systolic_bp", "cholesterol", "biomarker", "chest_pain", "smoker"]
 
@@ -112,3 +117,27 @@ def give_feedback(
             add_feedback(session, doc, prediction.id, verdict=verdict, label=label, source="t")
             ids.append(prediction.id)
     return ids
+
+
+def png_bytes(image: np.ndarray) -> bytes:
+    """An 8-bit ``(H, W)`` image as the PNG a clinician uploads."""
+    import io
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.fromarray(image).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def production_image_answers(
+    session: Session, registry: ModelRegistry, task: str, images: np.ndarray
+) -> tuple[User, ModelVersion, ImageBundle, np.ndarray]:
+    """Clinician 'doc', the task's production version and bundle, and its probabilities for
+    8-bit images ``(N, H, W)``, as the service computes them for uploads."""
+    from medsight.bundle.image import ImageBundle
+
+    doc = session.query(User).filter_by(username="doc").one()
+    version = registry.production(session, task)
+    bundle = ImageBundle.load(registry.verify(version))
+    return doc, version, bundle, bundle.predict_proba(images[:, None].astype(np.float32) / 255.0)

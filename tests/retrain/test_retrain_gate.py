@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from medsight.errors import ConfigError, DataError
-from medsight.retrain.gate import GateSettings, decide, decide_findings
+from medsight.retrain.gate import GateDecision, GateSettings, decide, decide_findings
 
 
 def _scores(n: int = 400, *, signal: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -119,14 +119,18 @@ def test_every_judged_finding_must_pass_and_rare_ones_are_named() -> None:
     y[:, 1] = 0
     y[0, 1] = 1  # finding "b": one positive held-out case, too few to judge
     cuts = [0.5, 0.5, 0.5]
-    decision = decide_findings(
-        y,
-        champion,
-        challenger,
-        champion_threshold=cuts,
-        challenger_threshold=cuts,
-        names=["a", "b", "c"],
-    )
+
+    def gate(challenger: np.ndarray) -> GateDecision:
+        return decide_findings(
+            y,
+            champion,
+            challenger,
+            champion_threshold=cuts,
+            challenger_threshold=cuts,
+            names=["a", "b", "c"],
+        )
+
+    decision = gate(challenger)
     entries = {entry["finding"]: entry for entry in decision.findings}
     assert [entries[n]["judged"] for n in "abc"] == [True, False, True]
     assert entries["a"]["passed"] and not entries["c"]["passed"] and not decision.passed
@@ -145,14 +149,7 @@ def test_every_judged_finding_must_pass_and_rare_ones_are_named() -> None:
     assert "Not judged" in decision.reasons[-1] and ": b." in decision.reasons[-1]
     assert decision.to_dict()["findings"][1] == {"finding": "b", "judged": False, "n_positive": 1}
 
-    same = decide_findings(
-        y,
-        champion,
-        champion,
-        champion_threshold=cuts,
-        challenger_threshold=cuts,
-        names=["a", "b", "c"],
-    )
+    same = gate(champion)
     assert same.passed and same.reasons[0].startswith("AUROC non-inferior on each of the 2")
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
-from retrain_support import user
+from retrain_support import png_bytes, production_image_answers, user
 from sqlalchemy import select
 
 from medsight.bundle.image import ImageBundle
@@ -122,12 +122,6 @@ def _promote(db: Database, registry: ModelRegistry, bundle: Path) -> int:
         return row.version
 
 
-def _png(image: np.ndarray) -> bytes:
-    buffer = io.BytesIO()
-    Image.fromarray(image).save(buffer, format="PNG")
-    return buffer.getvalue()
-
-
 def _feedback(
     db: Database,
     registry: ModelRegistry,
@@ -141,17 +135,16 @@ def _feedback(
     (PNG upload, stored raw), then confirms or corrects it with ``labels`` (0/1)."""
     ids = []
     with db.transaction() as session:
-        doc = session.query(User).filter_by(username="doc").one()
-        version = registry.production(session, TASK)
-        bundle = ImageBundle.load(registry.verify(version))
-        probabilities = bundle.predict_proba(images[:, None].astype(np.float32) / 255.0)
+        doc, version, bundle, probabilities = production_image_answers(
+            session, registry, TASK, images
+        )
         for image, label, row in zip(images, labels, probabilities, strict=True):
             answer = bundle.class_names[int(row.argmax())]
             prediction = record_prediction(
                 session,
                 doc,
                 task=TASK,
-                input_bytes=raw if raw is not None else _png(image),
+                input_bytes=raw if raw is not None else png_bytes(image),
                 label=answer,
                 probability=float(row[1]),
                 output={"classes": bundle.class_names},
@@ -288,13 +281,13 @@ def test_unusable_image_cases_are_listed_not_fatal(
     usable = _feedback(db, registry, images[:5], labels[:5])
     not_stored = _feedback(db, registry, images[5:6], labels[5:6], store_raw=False)
     not_image = _feedback(db, registry, images[6:7], labels[6:7], raw=b"%PDF-1.4 a letter")
-    broken = _feedback(db, registry, images[7:8], labels[7:8], raw=_png(images[7])[:60])
+    broken = _feedback(db, registry, images[7:8], labels[7:8], raw=png_bytes(images[7])[:60])
     # a trusted held-out set of class folders ("0", "1") given with --holdout
     holdout = tmp_path / "holdout"
     for i, (pixels, kind) in enumerate(zip(*_phantom(60, seed=91), strict=True)):
         label = str(int(kind > NORMAL))
         (holdout / label).mkdir(parents=True, exist_ok=True)
-        (holdout / label / f"{i}.png").write_bytes(_png(pixels))
+        (holdout / label / f"{i}.png").write_bytes(png_bytes(pixels))
 
     outcome = _retrain(db, registry, tmp_path, holdout=holdout)
 
@@ -314,9 +307,9 @@ def test_unusable_image_cases_are_listed_not_fatal(
         assert event.detail["feedback_unusable"] == 3 and event.detail["feedback_used"] == 5
 
 
-def test_image_key_matches_a_picture_and_its_png() -> None:
+def test_image_key_matches_a_picture_and_itspng_bytes() -> None:
     image = make_phantom_images(1, seed=1).images[0]
     pixels = np.round(image[0] * 255).astype(np.uint8)
-    decoded = np.asarray(Image.open(io.BytesIO(_png(pixels))), dtype=np.float32)[None] / 255.0
+    decoded = np.asarray(Image.open(io.BytesIO(png_bytes(pixels))), dtype=np.float32)[None] / 255.0
     assert image_key(image) == image_key(decoded)
     assert image_key(image) != image_key(np.flip(image, axis=2))

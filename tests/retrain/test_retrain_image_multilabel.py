@@ -8,14 +8,12 @@ learns it, and the gate compares every finding on the untouched test split.
 
 from __future__ import annotations
 
-import io
 import json
 from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
-from retrain_support import user
+from retrain_support import png_bytes, production_image_answers, user
 from rich.console import Console
 
 from medsight.bundle.image import ImageBundle
@@ -50,12 +48,6 @@ def _champion_run(folder: Path, npz: Path) -> Path:
     return run_image(config, progress=False).bundle_path
 
 
-def _png(image: np.ndarray) -> bytes:
-    buffer = io.BytesIO()
-    Image.fromarray(image).save(buffer, format="PNG")
-    return buffer.getvalue()
-
-
 def _ask_and_correct(
     db: Database, registry: ModelRegistry, images: np.ndarray, truths: np.ndarray
 ) -> int:
@@ -63,17 +55,16 @@ def _ask_and_correct(
     answers with the findings truly present; the number of corrections."""
     corrected = 0
     with db.transaction() as session:
-        doc = session.query(User).filter_by(username="doc").one()
-        version = registry.production(session, TASK)
-        bundle = ImageBundle.load(registry.verify(version))
-        probabilities = bundle.predict_proba(images[:, None].astype(np.float32) / 255.0)
+        doc, version, bundle, probabilities = production_image_answers(
+            session, registry, TASK, images
+        )
         for image, truth, row in zip(images, truths, probabilities, strict=True):
             answer = class_text(bundle.decide(row[None])[0], FINDINGS)
             prediction = record_prediction(
                 session,
                 doc,
                 task=TASK,
-                input_bytes=_png(image),
+                input_bytes=png_bytes(image),
                 label=answer,
                 probability=float(row.max()),
                 output={"classes": FINDINGS, "multi_label": True},
@@ -172,9 +163,9 @@ def test_feedback_findings_become_rows_and_bad_ones_are_listed(tmp_path: Path) -
     bundle = ImageBundle.load(folder)
     image = np.load(npz)["test_images"][0]
     cases = [
-        FeedbackCase(1, 11, "corrected", "2|0", _png(image)),
-        FeedbackCase(2, 12, "corrected", "none", _png(image)),
-        FeedbackCase(3, 13, "corrected", "0|cyst", _png(image)),
+        FeedbackCase(1, 11, "corrected", "2|0", png_bytes(image)),
+        FeedbackCase(2, 12, "corrected", "none", png_bytes(image)),
+        FeedbackCase(3, 13, "corrected", "0|cyst", png_bytes(image)),
     ]
     images, used, unusable = feedback_images(cases, bundle)
     np.testing.assert_array_equal(images.labels, [[1, 0, 1], [0, 0, 0]])
