@@ -13,6 +13,10 @@ and fitted to the bundle's input by :meth:`~medsight.bundle.image.ImageBundle.pr
 at prediction. Images are matched by their pixels (at 8-bit precision): a held-out or validation
 image that is also a feedback case leaves the comparison / early stopping, and an original
 training image with a clinician's verdict is replaced by the feedback case.
+
+Multi-label bundles (several findings per image) take the clinician's set of findings (``a|b``,
+``none``) as a 0/1 row, and the gate compares every finding
+(:func:`~medsight.retrain.gate.decide_findings`).
 """
 
 from __future__ import annotations
