@@ -13,7 +13,9 @@ held-out fold is scored once. The official test split is never scored, so a reci
 not seen it. Write the adoption rule down before running.
 
 Each fold writes ``fold{K}.npz`` to ``--out``: per ensemble member and per view (the identity and
-each test-time flip) the held-out probabilities, the labels and the training seconds, so that
+each test-time flip) the held-out probabilities, the labels, the training seconds and the model's
+operating point (a binary model's threshold, chosen on the inner val split when the recipe says
+so; accuracy is scored there, else at the argmax), so that
 ensembles of fewer members or other view sets can be scored afterwards without retraining. Folds
 may run in separate processes (``--folds 0 2 4`` and ``--folds 1 3``); ``--summarise`` combines
 them. Progress goes to stderr; the last line of stdout is one JSON object.
@@ -38,6 +40,7 @@ from sklearn.model_selection import StratifiedKFold, StratifiedShuffleSplit
 from medsight.cli.runner import resolve_train_config
 from medsight.config import ImageTrainConfig
 from medsight.evaluate.metrics import binary_metrics, multiclass_metrics
+from medsight.evaluate.thresholds import decide
 from medsight.io.images import ImageSet
 from medsight.tasks.image import ensemble_members, train_image_model
 from medsight.tasks.image_data import ImageSplits, load_image_splits
@@ -114,6 +117,11 @@ def run_fold(config: ImageTrainConfig, splits: ImageSplits) -> dict[str, Any]:
         "product_probabilities": product,
         "labels": splits.test.labels,
         "views": np.array(["identity", *trained.tta]),
+        # the model's operating point, chosen on the fold's inner val split (binary models)
+        "threshold": np.array(_binary_threshold(trained.threshold), dtype=float),
+        "positive_index": np.array(
+            -1 if trained.positive_index is None else trained.positive_index
+        ),
         "member_train_seconds": np.array(
             [sum(r.train_seconds for r in fit.history) for fit in trained.fits]
         ),
@@ -121,9 +129,23 @@ def run_fold(config: ImageTrainConfig, splits: ImageSplits) -> dict[str, Any]:
     }
 
 
-def scores(labels: np.ndarray, probabilities: np.ndarray) -> dict[str, float]:
-    """Ensemble AUROC (one-vs-rest mean for more classes) and accuracy at the argmax."""
-    accuracy = float((probabilities.argmax(axis=1) == labels).mean())
+def _binary_threshold(threshold: float | list[float] | None) -> float:
+    """A binary model's threshold, NaN for none (argmax) or one per finding."""
+    return float(threshold) if isinstance(threshold, int | float) else float("nan")
+
+
+def scores(
+    labels: np.ndarray,
+    probabilities: np.ndarray,
+    threshold: float = float("nan"),
+    positive: int = -1,
+) -> dict[str, float]:
+    """Ensemble AUROC (one-vs-rest mean for more classes) and accuracy at the model's
+    operating point: the positive probability at ``threshold`` (binary), else the argmax."""
+    decided = probabilities.argmax(axis=1)
+    if positive >= 0 and np.isfinite(threshold):
+        decided = decide(probabilities, positive, float(threshold))
+    accuracy = float((decided == labels).mean())
     if probabilities.shape[1] == 2:
         auroc = binary_metrics(labels, probabilities[:, 1])["auroc"]
     else:
@@ -142,7 +164,10 @@ def summarise(out: Path, members: int | None = None) -> dict[str, Any]:
         saved = np.load(path)
         probabilities = saved["probabilities"][:members]
         used = probabilities.shape[0]
-        row = scores(saved["labels"], probabilities.mean(axis=(0, 1)))
+        # the saved operating point was chosen for the whole ensemble; fewer members: argmax
+        whole = used == saved["probabilities"].shape[0] and "threshold" in saved.files
+        point = (float(saved["threshold"]), int(saved["positive_index"])) if whole else ()
+        row = scores(saved["labels"], probabilities.mean(axis=(0, 1)), *point)
         single = [scores(saved["labels"], member.mean(axis=0))["auroc"] for member in probabilities]
         per_fold.append(
             {

@@ -61,9 +61,9 @@ class ModelConfig(_Strict):
 
 class OperatingPointConfig(_Strict):
     """How a binary model's threshold on the positive probability is chosen: ``fixed``, or on
-    validation data by Youden's J or for a target sensitivity."""
+    validation data by Youden's J, for a target sensitivity, or for the highest accuracy."""
 
-    threshold: Literal["fixed", "youden", "sensitivity"] = "fixed"
+    threshold: Literal["fixed", "youden", "sensitivity", "accuracy"] = "fixed"
     fixed_threshold: float = Field(0.5, gt=0.0, lt=1.0)
     target_sensitivity: float = Field(0.95, gt=0.0, le=1.0)
 

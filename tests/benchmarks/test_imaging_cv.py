@@ -1,5 +1,6 @@
 """benchmarks/imaging_cv.py: folds of train+val only, per-member files that add up to the
-product's ensemble, and a summary that re-scores fewer members without retraining."""
+product's ensemble, accuracy at the operating point chosen on the inner val split, and a summary
+that re-scores fewer members (at the argmax) without retraining."""
 
 from __future__ import annotations
 
@@ -54,6 +55,7 @@ def test_overrides_are_typed_and_bad_ones_refused() -> None:
 
 def test_runs_a_fold_and_summarises_fewer_members(tmp_path: Path) -> None:
     settings = ["engine.epochs=2", "model.ensemble=2", "model.params.width=4"]
+    settings += ["evaluation.threshold=accuracy"]  # an operating point chosen on the inner val
     command = [sys.executable, str(SCRIPT), "--data", "phantom", "--out", str(tmp_path)]
     command += ["--n-folds", "2", "--folds", "1"]
     command += [item for setting in settings for item in ("--set", setting)]
@@ -65,8 +67,10 @@ def test_runs_a_fold_and_summarises_fewer_members(tmp_path: Path) -> None:
     assert saved["probabilities"].shape[:2] == (2, 2)  # members x (identity, horizontal flip)
     assert saved["views"].tolist() == ["identity", "flip_horizontal"]
     ensemble = saved["probabilities"].mean(axis=(0, 1))
-    accuracy = float((ensemble.argmax(axis=1) == saved["labels"]).mean())
-    assert summary["accuracy_mean"] == pytest.approx(accuracy)
+    positive, threshold = int(saved["positive_index"]), float(saved["threshold"])
+    assert positive == 1 and 0 < threshold <= 1 and threshold != 0.5  # not the fixed cut
+    called = np.where(ensemble[:, positive] >= threshold, positive, 1 - positive)
+    assert summary["accuracy_mean"] == pytest.approx(float((called == saved["labels"]).mean()))
 
     first = subprocess.run(
         [sys.executable, str(SCRIPT), "--out", str(tmp_path), "--summarise", "--members", "1"],

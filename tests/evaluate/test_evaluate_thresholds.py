@@ -5,6 +5,7 @@ import pytest
 
 from medsight.errors import ConfigError, DataError
 from medsight.evaluate import (
+    accuracy_threshold,
     binary_metrics,
     choose_finding_thresholds,
     choose_threshold,
@@ -56,6 +57,23 @@ def test_sensitivity_target_is_met_at_the_highest_threshold(target: float) -> No
     higher = p[p > threshold]
     if higher.size:  # the next observed score up would miss the target
         assert binary_metrics(y, p, higher.min())["sensitivity"] < target
+
+
+def test_accuracy_threshold_is_the_most_accurate_cut_and_the_middle_of_ties() -> None:
+    rng = np.random.default_rng(3)
+    y = (rng.random(300) < 0.3).astype(int)  # a minority positive class, as in BreastMNIST
+    p = np.round(np.clip(rng.normal(0.35 + 0.25 * y, 0.15), 0, 1), 3)
+    threshold = accuracy_threshold(y, p)
+    accuracy = binary_metrics(y, p, threshold)["accuracy"]
+    every = [binary_metrics(y, p, t)["accuracy"] for t in np.unique(p)]
+    assert accuracy == pytest.approx(max(every))
+    assert accuracy > binary_metrics(y, p, youden_threshold(y, p))["accuracy"]
+
+    # cuts at 0.3, 0.5 and 0.7 each leave two errors: the middle one is taken, not an edge
+    y = np.array([0, 0, 1, 0, 1, 0, 1, 1])
+    p = np.linspace(0.1, 0.8, 8)
+    assert accuracy_threshold(y, p) == pytest.approx(0.5)
+    assert choose_threshold(y, p, "accuracy") == accuracy_threshold(y, p)
 
 
 def test_choose_threshold_methods() -> None:

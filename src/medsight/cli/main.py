@@ -103,7 +103,9 @@ def train(
     repeats: Annotated[int | None, typer.Option(help="Cross-validation repeats.")] = None,
     threshold: Annotated[
         str | None,
-        typer.Option(help="fixed, youden or sensitivity (tables; images: 2 classes or findings)."),
+        typer.Option(
+            help="fixed, youden, sensitivity or accuracy (tables; images: 2 classes or findings)."
+        ),
     ] = None,
     seed: Annotated[int | None, typer.Option(help="Random seed.")] = None,
     name: Annotated[str | None, typer.Option(help="Run name.")] = None,

@@ -29,6 +29,7 @@ from medsight.evaluate.plots import (
 from medsight.evaluate.report import Report, Section
 from medsight.evaluate.subgroups import age_bands, subgroup_table
 from medsight.evaluate.thresholds import (
+    accuracy_threshold,
     choose_finding_thresholds,
     choose_threshold,
     decide,
@@ -43,6 +44,7 @@ __all__ = [
     "Estimate",
     "Report",
     "Section",
+    "accuracy_threshold",
     "age_bands",
     "binary_metrics",
     "binary_metrics_with_ci",

@@ -11,7 +11,7 @@ from sklearn.metrics import roc_curve
 from medsight.errors import ConfigError, DataError
 from medsight.evaluate._validate import check_binary_labels, check_probabilities
 
-THRESHOLD_METHODS: tuple[str, ...] = ("youden", "sensitivity", "fixed")
+THRESHOLD_METHODS: tuple[str, ...] = ("youden", "sensitivity", "accuracy", "fixed")
 FIXED_THRESHOLD = 0.5
 
 
@@ -19,6 +19,16 @@ def youden_threshold(y_true: ArrayLike, y_prob: ArrayLike) -> float:
     """The threshold maximising sensitivity + specificity − 1 (the highest one among ties)."""
     p, fpr, tpr, thresholds = _roc(y_true, y_prob)
     return _finite(thresholds[int(np.argmax(tpr - fpr))], p)
+
+
+def accuracy_threshold(y_true: ArrayLike, y_prob: ArrayLike) -> float:
+    """The threshold with the highest accuracy (the median of the tied ones, so that a plateau
+    of equally good cuts is not left at its edge)."""
+    p, fpr, tpr, thresholds = _roc(y_true, y_prob)
+    n_pos = float(np.sum(np.asarray(y_true) == 1))
+    correct = tpr * n_pos + (1.0 - fpr) * (p.size - n_pos)
+    best = np.flatnonzero(correct >= correct.max() - 1e-9)
+    return _finite(thresholds[best[len(best) // 2]], p)
 
 
 def threshold_for_sensitivity(y_true: ArrayLike, y_prob: ArrayLike, target: float) -> float:
@@ -36,11 +46,14 @@ def choose_threshold(
     method: str = "youden",
     target_sensitivity: float | None = None,
 ) -> float:
-    """A threshold by `method`: "youden", "sensitivity" (needs target_sensitivity) or "fixed"."""
+    """A threshold by `method`: "youden", "sensitivity" (needs target_sensitivity), "accuracy"
+    or "fixed"."""
     if method == "fixed":
         return FIXED_THRESHOLD
     if method == "youden":
         return youden_threshold(y_true, y_prob)
+    if method == "accuracy":
+        return accuracy_threshold(y_true, y_prob)
     if method == "sensitivity":
         if target_sensitivity is None:
             raise ConfigError(

@@ -298,7 +298,8 @@ def val_threshold(
     settings: OperatingPointConfig, positive: np.ndarray, probability: np.ndarray
 ) -> tuple[float, str]:
     """The threshold on the positive probability chosen on validation data by
-    ``settings.threshold`` (youden or sensitivity), and how, e.g. ``sensitivity 0.9 on val``."""
+    ``settings.threshold`` (youden, sensitivity or accuracy), and how, e.g. ``sensitivity 0.9 on
+    val``."""
     threshold = choose_threshold(
         positive.astype(int), probability, settings.threshold, settings.target_sensitivity
     )
@@ -306,10 +307,10 @@ def val_threshold(
 
 
 def _operating_rule(settings: OperatingPointConfig) -> str:
-    """``youden`` or ``sensitivity 0.95``: how a threshold is chosen on val."""
+    """``youden``, ``accuracy`` or ``sensitivity 0.95``: how a threshold is chosen on val."""
     if settings.threshold == "sensitivity":
         return f"sensitivity {settings.target_sensitivity:g}"
-    return "youden"
+    return settings.threshold
 
 
 def val_finding_thresholds(
