@@ -24,7 +24,7 @@ from medsight.errors import DataError
 from medsight.registry import ModelRegistry
 from medsight.retrain import RetrainOptions, retrain
 from medsight.retrain.base import Champion
-from medsight.retrain.image import ImageRetrainer, feedback_images
+from medsight.retrain.image import ImageRetrainer, feedback_images, read_holdout
 from medsight.store.database import Database
 from medsight.store.models import User
 from medsight.store.records import add_feedback, record_prediction
@@ -173,6 +173,13 @@ def test_feedback_findings_become_rows_and_bad_ones_are_listed(tmp_path: Path) -
     assert [
         (u.prediction_id, "'cyst' is not one of the findings" in u.reason) for u in unusable
     ] == [(3, True)]
+
+    # a held-out file of one label per image does not fit a model of findings
+    single = tmp_path / "single.npz"
+    one_label = {k: v[:, :1] if k.endswith("_labels") else v for k, v in np.load(npz).items()}
+    np.savez(single, **one_label)
+    with pytest.raises(DataError, match="one label per image, the champion takes findings"):
+        read_holdout(single, bundle, size=None)
 
     # a held-out set without two images with and without some finding cannot judge anything
     held = tmp_path / "held.npz"
