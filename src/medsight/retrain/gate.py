@@ -156,6 +156,14 @@ def decide(
 MIN_CASES_PER_SIDE = 2  # held-out cases with, and without, a finding for it to be judged
 
 
+def judgeable(y: ArrayLike) -> np.ndarray:
+    """Whether 0/1 labels have at least :data:`MIN_CASES_PER_SIDE` positive and negative cases:
+    one answer for ``(n,)`` labels, one per column (finding) for ``(n, findings)``."""
+    labels = np.asarray(y)
+    present = np.sum(labels == 1, axis=0)
+    return (present >= MIN_CASES_PER_SIDE) & (labels.shape[0] - present >= MIN_CASES_PER_SIDE)
+
+
 def decide_findings(
     y_true: ArrayLike,
     champion_probability: ArrayLike,
@@ -181,10 +189,10 @@ def decide_findings(
         raise ConfigError(f"{len(names)} finding names for {y.shape[1]} findings.")
     judged: dict[str, GateDecision] = {}
     entries: list[dict[str, Any]] = []
+    comparable = judgeable(y)
     for k, name in enumerate(names):
-        present = int(np.sum(y[:, k] == 1))
-        if min(present, y.shape[0] - present) < MIN_CASES_PER_SIDE:
-            entries.append({"finding": name, "judged": False, "n_positive": present})
+        if not comparable[k]:
+            entries.append({"finding": name, "judged": False, "n_positive": int(y[:, k].sum())})
             continue
         one = decide(
             y[:, k],

@@ -52,7 +52,7 @@ from medsight.retrain.challenger import (
     retraining_provenance,
 )
 from medsight.retrain.feedback_split import holdout_notes, split_out_feedback
-from medsight.retrain.gate import MIN_CASES_PER_SIDE
+from medsight.retrain.gate import MIN_CASES_PER_SIDE, judgeable
 from medsight.retrain.recipe import champion_config, locate_original
 from medsight.tasks.image import bundle_metadata, train_image_model
 from medsight.tasks.image_data import PHANTOM, ImageSplits, check_splits, load_image_splits
@@ -202,17 +202,15 @@ def _holdout_targets(held: ImageSet, positive: int | None, where: str) -> np.nda
     """0/1 targets of the comparison: the positive class, or every finding (multi-label); a
     :class:`DataError` when nothing could be compared."""
     if positive is None:
-        present = held.labels.sum(axis=0)
-        if not np.any(
-            (present >= MIN_CASES_PER_SIDE) & (len(held) - present >= MIN_CASES_PER_SIDE)
-        ):
+        y = held.labels.astype(int)
+        if not judgeable(y).any():
             raise DataError(
                 f"the held-out set ({where}) has no finding with {MIN_CASES_PER_SIDE} images "
                 "with it and without it; the comparison needs both. Pass a larger --holdout."
             )
-        return held.labels.astype(int)
+        return y
     y = (held.labels == positive).astype(int)
-    if min(int(y.sum()), int(len(y) - y.sum())) < MIN_CASES_PER_SIDE:
+    if not judgeable(y):
         raise DataError(
             f"the held-out set ({where}) has fewer than {MIN_CASES_PER_SIDE} images of a class; "
             "the comparison needs both classes. Pass a larger --holdout."
