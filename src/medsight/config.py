@@ -149,6 +149,7 @@ class EngineSettings(_Strict):
     batch_size: int = Field(64, ge=1)
     learning_rate: float = Field(3e-3, gt=0.0)
     weight_decay: float = Field(1e-4, ge=0.0)
+    optimizer: Literal["adamw", "sgd"] = "adamw"  # sgd: Nesterov momentum 0.9
     warmup_fraction: float = Field(0.05, ge=0.0, lt=1.0)
     patience: int | None = Field(50, ge=1)
     # what early stopping and the kept epoch follow: val AUROC (ranking), or val loss (ranking

@@ -60,6 +60,17 @@ def test_learns_a_separable_problem_and_reports_each_epoch() -> None:
     assert macro_auroc(toy_arrays(96, 3)[1].numpy(), probs) > 0.9
 
 
+def test_sgd_with_nesterov_momentum_learns_the_same_problem() -> None:
+    trainer = Trainer(tiny_cnn(), config(optimizer="sgd", learning_rate=0.05, weight_decay=5e-4))
+    optimizer = trainer._make_optimizer()
+    assert isinstance(optimizer, torch.optim.SGD)
+    assert optimizer.defaults["nesterov"] and optimizer.defaults["momentum"] == 0.9
+    assert optimizer.defaults["weight_decay"] == 5e-4
+    result = trainer.fit(toy(192, 1), toy(96, 2))
+    assert result.best_score > 0.9
+    assert result.history[-1].train_loss < result.history[0].train_loss
+
+
 def test_warmup_then_cosine_schedule() -> None:
     factors = [warmup_cosine(s, 10, 100) for s in range(100)]
     assert factors[0] == pytest.approx(0.1)
@@ -230,6 +241,7 @@ def test_bad_inputs_raise_clear_errors(tmp_path: Path) -> None:
         ("swa_start", 0.0),
         ("swa_start", 1.0),
         ("mixup_alpha", -0.5),
+        ("optimizer", "adam"),
     ],
 )
 def test_invalid_config_values(field: str, value: object) -> None:

@@ -104,11 +104,16 @@ def test_resume_restores_the_weight_average(tmp_path: Path, average: dict[str, f
     assert [r.val_loss for r in result.history] == [r.val_loss for r in ref_result.history]
 
 
-def test_resume_with_mixup_is_exact(tmp_path: Path) -> None:
-    ref, ref_result, _ = fit_toy(tmp_path / "a", mixup_alpha=0.4)
+@pytest.mark.parametrize(
+    "options",
+    [{"mixup_alpha": 0.4}, {"optimizer": "sgd", "learning_rate": 0.05}],
+    ids=["mixup", "sgd-momentum"],
+)
+def test_resume_is_exact_with(tmp_path: Path, options: dict[str, object]) -> None:
+    ref, ref_result, _ = fit_toy(tmp_path / "a", **options)
     with pytest.raises(KeyboardInterrupt):
-        fit_toy(tmp_path / "b", raise_at=(2, 20), mixup_alpha=0.4)
-    again, result, _ = fit_toy(tmp_path / "b", resume=True, init_seed=5, mixup_alpha=0.4)
+        fit_toy(tmp_path / "b", raise_at=(2, 20), **options)
+    again, result, _ = fit_toy(tmp_path / "b", resume=True, init_seed=5, **options)
     for name, tensor in ref.model.state_dict().items():
         assert torch.equal(tensor, again.model.state_dict()[name]), name
     assert [r.val_loss for r in result.history] == [r.val_loss for r in ref_result.history]

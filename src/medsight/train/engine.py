@@ -100,6 +100,8 @@ class EngineConfig:
     batch_size: int = 64
     learning_rate: float = 1e-3
     weight_decay: float = 1e-4
+    # "adamw" (decoupled weight decay) or "sgd" (Nesterov momentum 0.9, L2 weight decay)
+    optimizer: Literal["adamw", "sgd"] = "adamw"
     warmup_epochs: int = 3  # linear warm-up, then cosine decay to ~0, stepped per batch
     patience: int | None = 15  # epochs without improvement before stopping; None = never stop
     monitor: Literal["auroc", "loss"] = "auroc"  # -val_loss when AUROC is undefined
@@ -145,6 +147,7 @@ class EngineConfig:
         need(is_int(self.batch_size) and self.batch_size >= 1, "batch_size", "must be >= 1")
         need(self.learning_rate > 0, "learning_rate", "must be > 0")
         need(self.weight_decay >= 0, "weight_decay", "must be >= 0")
+        need(self.optimizer in ("adamw", "sgd"), "optimizer", "must be 'adamw' or 'sgd'")
         need(
             is_int(self.warmup_epochs) and self.warmup_epochs >= 0, "warmup_epochs", "must be >= 0"
         )
@@ -600,6 +603,26 @@ class Trainer:
             pin_memory=self.device.type == "cuda" and self.config.num_workers > 0,
         )
 
+    def _make_optimizer(self) -> torch.optim.Optimizer:
+        """AdamW or SGD with Nesterov momentum over the model's parameters."""
+        cfg = self.config
+        fused = True if self.device.type == "cuda" else None
+        if cfg.optimizer == "sgd":
+            return torch.optim.SGD(
+                self.model.parameters(),
+                lr=cfg.learning_rate,
+                momentum=0.9,
+                nesterov=True,
+                weight_decay=cfg.weight_decay,
+                fused=fused,
+            )
+        return torch.optim.AdamW(
+            self.model.parameters(),
+            lr=cfg.learning_rate,
+            weight_decay=cfg.weight_decay,
+            fused=fused,
+        )
+
     # ----------------------------------------------------------------------------- fit
     def fit(self, train: Dataset, val: Dataset, *, resume: bool = False) -> FitResult:
         """Train on ``train``, early-stop on ``val``, leave the best weights in ``self.model``.
@@ -621,12 +644,7 @@ class Trainer:
         steps, drop_last = self._steps_per_epoch(len(train_labels))
         total_steps = steps * cfg.epochs
         warmup_steps = min(steps * cfg.warmup_epochs, total_steps)
-        optimizer = torch.optim.AdamW(
-            self.model.parameters(),
-            lr=cfg.learning_rate,
-            weight_decay=cfg.weight_decay,
-            fused=True if self.device.type == "cuda" else None,
-        )
+        optimizer = self._make_optimizer()
         scheduler = torch.optim.lr_scheduler.LambdaLR(
             optimizer, lambda step: warmup_cosine(step, warmup_steps, total_steps)
         )
