@@ -30,7 +30,9 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from medsight.config import ImageDataConfig, ImageTrainConfig
+from medsight.data.image_audit import ImageAudit, audit_images
 from medsight.deploy.onnx import OnnxClassifier, export_onnx, latency_ms
+from medsight.evaluate.metrics import binary_metrics
 from medsight.tasks.image import (
     new_network,
     positive_index,
@@ -178,9 +180,25 @@ def latency_only(data: str, model_name: str | None) -> dict[str, Any]:
     }
 
 
+def novel_test_metrics(
+    splits: ImageSplits, probabilities: np.ndarray, positive: int, audit: ImageAudit
+) -> dict[str, float] | None:
+    """AUROC and accuracy (at 0.5) on the test images without a near-duplicate in train or val
+    (two classes only): how the model does on pictures it has not seen in any form."""
+    if len(splits.class_names) != 2 or splits.test.multi_label:
+        return None
+    seen = audit.images_with_earlier_duplicate("test")
+    novel = np.array([index not in seen for index in range(len(splits.test))])
+    y = (splits.test.labels[novel] == positive).astype(int)
+    metrics = binary_metrics(y, probabilities[novel, positive])
+    return {"n": int(novel.sum()), "auroc": metrics["auroc"], "accuracy": metrics["accuracy"]}
+
+
 def run(data: str, seeds: list[int], model_name: str | None = None) -> dict[str, Any]:
     config, splits = setup(data, model_name)
     log(f"{splits.source}: " + ", ".join(f"{n} {len(s)}" for n, s in splits.items()))
+    audit = audit_images(splits.items())
+    log(audit.summary())
     positive = positive_index(splits, None)
     per_seed, last_model = [], None
     for seed in seeds:
@@ -208,6 +226,7 @@ def run(data: str, seeds: list[int], model_name: str | None = None) -> dict[str,
             "svm_seconds": trained.svm_seconds,
             # the networks' training passes (the SVM member's fit is not image throughput)
             "images_per_second": images / (trained.train_seconds - trained.svm_seconds),
+            "novel_test": novel_test_metrics(splits, trained.test_probabilities, positive, audit),
         }
         per_seed.append(row)
         last_model = trained.model
@@ -243,6 +262,7 @@ def run(data: str, seeds: list[int], model_name: str | None = None) -> dict[str,
         "train_wall_seconds": statistics.fmean(row["train_wall_seconds"] for row in per_seed),
         "train_wall_seconds_max": max(row["train_wall_seconds"] for row in per_seed),
         "images_per_second": statistics.fmean(row["images_per_second"] for row in per_seed),
+        "near_duplicates": audit.to_dict(max_pairs=0)["counts"],
         **speed,
         "latency_ms": latency,
         "config": json.loads(config.model_dump_json()),

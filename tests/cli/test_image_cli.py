@@ -31,12 +31,16 @@ def image_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_run_folder_holds_bundle_report_and_metrics(image_run: Path) -> None:
     for name in ("report.html", "metrics.json", "test_predictions.csv", "history.csv"):
         assert (image_run / name).is_file(), name
+    audit = json.loads((image_run / "data_audit.json").read_text())
+    assert set(audit["sizes"]) == {"train", "val", "test"} and audit["threshold"] == 0.97
     metrics = json.loads((image_run / "metrics.json").read_text())
     assert 0.0 <= metrics["auroc"]["lo"] <= metrics["auroc"]["value"] <= metrics["auroc"]["hi"]
     assert list((image_run / "gradcam").glob("*.png"))
     html = (image_run / "report.html").read_text()
     assert "Grad-CAM examples" in html and "AUROC" in html
+    assert audit["summary"].replace(">=", "&gt;=") in html
     bundle = ImageBundle.load(image_run / "bundle")
+    assert bundle.metadata["data"]["near_duplicates"]["summary"] == audit["summary"]
     assert bundle.metadata["onnx_max_abs_difference"] <= 1e-4
     assert bundle.tta == ["flip_horizontal"]
 

@@ -73,6 +73,47 @@ def data_check(
         console.print(f"JSON report: {json_out}")
 
 
+@data_app.command("images")
+def data_images(
+    data: Annotated[
+        str,
+        typer.Argument(help=".npz, medmnist:NAME, class folders, path,label CSV or 'phantom'."),
+    ],
+    threshold: Annotated[
+        float, typer.Option(help="Pixel correlation from which two images are near-duplicates.")
+    ] = 0.97,
+    image_size: Annotated[int | None, typer.Option(help="Resize to N x N first.")] = None,
+    max_images: Annotated[int, typer.Option(help="Skip the search above this many.")] = 30_000,
+    json_out: Annotated[
+        Path | None, typer.Option("--json", help="Also write the audit as JSON.")
+    ] = None,
+    figure: Annotated[
+        Path | None, typer.Option(help="Write the cross-split pairs side by side to this PNG.")
+    ] = None,
+) -> None:
+    """Near-duplicate images within and across the train / val / test splits (leakage) and
+    near-duplicates whose labels differ, as training would split the data."""
+    from medsight.cli.render import print_image_audit
+    from medsight.config import ImageDataConfig
+    from medsight.data.image_audit import audit_images, plot_duplicate_pairs
+    from medsight.tasks.image_data import load_image_splits
+
+    splits = load_image_splits(ImageDataConfig(path=data, image_size=image_size))
+    audit = audit_images(splits.items(), threshold=threshold, max_images=max_images)
+    source = splits.source + (" (official splits)" if splits.official_splits else "")
+    print_image_audit(console, source, audit)
+    if json_out:
+        json_out.write_text(json.dumps(audit.to_dict(), indent=2))
+        console.print(f"JSON audit: {json_out}")
+    if figure:
+        drawing = plot_duplicate_pairs(audit, dict(splits.items()))
+        if drawing is None:
+            console.print("No near-duplicates across splits: no figure written.")
+        else:
+            drawing.savefig(figure)
+            console.print(f"Figure: {figure}")
+
+
 @app.command()
 def train(
     config: Annotated[Path | None, typer.Option("--config", "-c", help="YAML run config.")] = None,

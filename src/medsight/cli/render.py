@@ -9,6 +9,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from medsight.data.image_audit import ImageAudit
 from medsight.data.quality import QualityReport
 from medsight.evaluate.bootstrap import Estimate
 from medsight.evaluate.metrics import METRIC_LABELS
@@ -50,6 +51,44 @@ def print_quality(console: Console, path: Path, report: QualityReport) -> None:
             finding.message,
         )
     console.print(table)
+
+
+def print_image_audit(console: Console, source: str, audit: ImageAudit) -> None:
+    """Split sizes, the near-duplicate counts per split pair and the most telling pairs."""
+    sizes = ", ".join(f"{name} {size}" for name, size in audit.sizes.items())
+    console.print(f"[bold]{source}[/bold]: {sizes} images")
+    style = "yellow" if audit.pairs and any(p.across_splits for p in audit.pairs) else "green"
+    console.print(f"[{style}]{audit.summary()}[/{style}]")
+    if audit.skipped:
+        return
+    table = Table(
+        "splits",
+        "pairs",
+        "labels differ",
+        "images of the second with one",
+        "... label differs",
+        title=f"Near-duplicates (pixel correlation >= {audit.threshold:g})",
+    )
+    for row in audit.counts():
+        table.add_row(
+            f"{row.first} / {row.second}",
+            str(row.pairs),
+            str(row.conflicting_pairs),
+            str(row.second_images_with_duplicate),
+            str(row.second_images_with_conflict),
+        )
+    console.print(table)
+    shown = [p for p in audit.pairs if p.across_splits][:10]
+    if shown:
+        pairs = Table("first", "second", "correlation", "labels", title="Cross-split pairs")
+        for pair in shown:
+            pairs.add_row(
+                f"{pair.first[0]} #{pair.first[1]}",
+                f"{pair.second[0]} #{pair.second[1]}",
+                f"{pair.correlation:.4f}",
+                "same" if pair.same_label else "[red]differ[/red]",
+            )
+        console.print(pairs)
 
 
 def print_metrics(console: Console, metrics: Mapping[str, Estimate], title: str) -> None:

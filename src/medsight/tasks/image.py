@@ -26,6 +26,7 @@ from medsight.bundle.image import ImageBundle
 from medsight.bundle.prediction import class_text
 from medsight.config import ImageTrainConfig, OperatingPointConfig, dump_config
 from medsight.data.fingerprint import package_versions
+from medsight.data.image_audit import ImageAudit, audit_images
 from medsight.errors import ConfigError
 from medsight.evaluate.bootstrap import (
     Estimate,
@@ -108,6 +109,7 @@ class ImageRunResult:
     metrics: dict[str, Estimate]
     trained: TrainedImageModel
     splits: ImageSplits
+    audit: ImageAudit | None = None  # near-duplicates within and across the splits (rank 0)
 
 
 def build_network(spec: dict[str, Any], normalisation: dict[str, list[float]]) -> nn.Module:
@@ -440,6 +442,9 @@ def _run_image(
         + ", ".join(f"{name} {len(s)}" for name, s in splits.items())
         + f" images of {splits.train.image_shape}; classes {splits.class_names}"
     )
+    audit = audit_images(splits.items()) if ctx.is_main else None
+    if audit is not None:
+        say(audit.summary())
     checkpoints = checkpoint_folder(config, splits.source)
     trained = train_image_model(
         config,
@@ -469,12 +474,15 @@ def _run_image(
     )
     final: Path | None = None
     if ctx.is_main:
-        final = _write_run_folder(config, splits, trained, metrics, positive)
+        assert audit is not None
+        final = _write_run_folder(config, splits, trained, metrics, positive, audit)
         shutil.rmtree(checkpoints, ignore_errors=True)
         say(f"Wrote {final}")
     final = ctx.broadcast_object(final)
     assert final is not None
-    return ImageRunResult(final, final / "report.html", final / "bundle", metrics, trained, splits)
+    return ImageRunResult(
+        final, final / "report.html", final / "bundle", metrics, trained, splits, audit
+    )
 
 
 def _write_run_folder(
@@ -483,14 +491,17 @@ def _write_run_folder(
     trained: TrainedImageModel,
     metrics: dict[str, Estimate],
     positive: int,
+    audit: ImageAudit,
 ) -> Path:
-    """Bundle, Grad-CAM examples, tables, config, metrics and report, renamed into place whole."""
+    """Bundle, Grad-CAM examples, tables, config, metrics, the near-duplicate audit and the
+    report, renamed into place whole."""
     from medsight.tasks.image_report import build_image_report, gradcam_examples, model_card
 
     final = config.output_dir / run_name(config.name or f"image-{_source_stem(splits.source)}")
     with staged_directory(final) as staging:
         metadata = bundle_metadata(config, splits, trained, metrics, positive)
-        card = model_card(config, splits, trained, metrics, metadata)
+        metadata["data"]["near_duplicates"] = audit.to_dict(max_pairs=0)
+        card = model_card(config, splits, trained, metrics, metadata, audit)
         bundle = ImageBundle.save_model(
             trained.model,
             staging / "bundle",
@@ -511,7 +522,10 @@ def _write_run_folder(
         (staging / "config.yaml").write_text(dump_config(config))
         metrics_json = {k: v.to_dict() for k, v in metrics.items()}
         (staging / "metrics.json").write_text(json.dumps(metrics_json, indent=2))
-        report = build_image_report(config, splits, trained, metrics, bundle.metadata, examples)
+        (staging / "data_audit.json").write_text(json.dumps(audit.to_dict(), indent=2))
+        report = build_image_report(
+            config, splits, trained, metrics, bundle.metadata, examples, audit
+        )
         report.write(staging / "report.html")
     return final
 

@@ -13,6 +13,7 @@ from torch import nn
 
 from medsight.bundle.prediction import class_text
 from medsight.config import ImageTrainConfig, dump_config
+from medsight.data.image_audit import ImageAudit, plot_duplicate_pairs
 from medsight.evaluate.bootstrap import Estimate
 from medsight.evaluate.metrics import (
     METRIC_LABELS,
@@ -25,7 +26,8 @@ from medsight.evaluate.plots import (
     plot_roc,
     plot_roc_per_class,
 )
-from medsight.evaluate.report import Report
+from medsight.evaluate.report import Report, Section
+from medsight.evaluate.subgroups import subgroup_table
 from medsight.evaluate.thresholds import finding_thresholds, threshold_text
 from medsight.models.pixel_svm import svm_member
 
@@ -113,8 +115,10 @@ def build_image_report(
     metrics: dict[str, Estimate],
     metadata: dict[str, Any],
     examples: list[GradCamExample],
+    audit: ImageAudit | None = None,
 ) -> Report:
-    """Summary, test metrics with CIs, curves, confusion matrix, Grad-CAM, data and config."""
+    """Summary, test metrics with CIs, curves, confusion matrix, Grad-CAM, data (with the
+    near-duplicate audit) and config."""
     names = splits.class_names
     multi_label = trained.multi_label
     binary = len(names) == 2 and not multi_label
@@ -210,9 +214,62 @@ def build_image_report(
     counts.index.name = "finding" if multi_label else "class"
     noun = "each finding" if multi_label else "class"
     data.add_table(counts, caption=f"Images per {noun} and split")
+    if audit is not None:
+        positive = names.index(metadata["positive_class"]) if binary else None
+        _add_audit(data, audit, splits, trained, positive)
     settings = report.add_section("Configuration")
     settings.add_text(dump_config(config))
     return report
+
+
+def _add_audit(
+    section: Section,
+    audit: ImageAudit,
+    splits: ImageSplits,
+    trained: TrainedImageModel,
+    positive: int | None,
+) -> None:
+    """The near-duplicate audit: a sentence, counts per split pair, the cross-split pairs and,
+    for two classes, test metrics with and without a near-duplicate in an earlier split."""
+    section.add_text(
+        audit.summary()
+        + " Near-duplicates across splits make test figures partly a measure of recall; pairs "
+        "with different labels cannot both be predicted right."
+    )
+    if audit.skipped:
+        return
+    rows = [
+        {
+            "splits": f"{row.first} / {row.second}",
+            "near-duplicate pairs": row.pairs,
+            "pairs with different labels": row.conflicting_pairs,
+            "images of the second with one": row.second_images_with_duplicate,
+            "... with a different label": row.second_images_with_conflict,
+        }
+        for row in audit.counts()
+    ]
+    table = pd.DataFrame(rows)
+    section.add_table(table, caption=f"Pixel correlation >= {audit.threshold:g} on thumbnails")
+    figure = plot_duplicate_pairs(audit, dict(splits.items()))
+    if figure is not None:
+        section.add_figure(figure, caption="Cross-split pairs, different labels first")
+    if positive is None:
+        return
+    leaked = audit.images_with_earlier_duplicate("test")
+    seen = np.array(
+        ["yes" if index in leaked else "no" for index in range(len(splits.test))], dtype=object
+    )
+    threshold = 0.5 if trained.threshold is None else float(trained.threshold)
+    table = subgroup_table(
+        (splits.test.labels == positive).astype(int),
+        trained.test_probabilities[:, positive],
+        {"near-duplicate in train or val": seen},
+        threshold,
+        metrics=("auroc", "accuracy", "sensitivity", "specificity"),
+    )
+    section.add_table(
+        table, caption="Test metrics for images with and without a near-duplicate seen earlier"
+    )
 
 
 def _per_class_table(metrics: dict[str, Estimate], names: list[str]) -> pd.DataFrame:
@@ -274,6 +331,7 @@ def model_card(
     trained: TrainedImageModel,
     metrics: dict[str, Estimate],
     metadata: dict[str, Any],
+    audit: ImageAudit | None = None,
 ) -> str:
     """A short Markdown model card: intended use, data, performance with CIs, limits."""
     labels = _metric_labels(trained)
@@ -304,6 +362,7 @@ def model_card(
         "populations is unknown until validated there.",
         "- Inputs unlike the training images (other modality, size, intensity) are flagged but "
         "not refused.",
+        *([f"- {audit.summary()}"] if audit is not None else []),
     ]
     return "\n".join(lines) + "\n"
 
