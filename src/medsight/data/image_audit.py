@@ -179,7 +179,7 @@ def plot_duplicate_pairs(
     shown = [p for p in audit.pairs if p.across_splits][:max_pairs]
     if not shown:
         return None
-    figure = Figure(figsize=(1.5 + 1.6 * len(shown), 4.0), dpi=110)
+    figure = Figure(figsize=(1.5 + 1.6 * len(shown), 4.6), dpi=110, layout="constrained")
     axes = figure.subplots(2, len(shown), squeeze=False)
     for column, pair in enumerate(shown):
         for row, (split, index) in enumerate((pair.first, pair.second)):
@@ -202,7 +202,6 @@ def plot_duplicate_pairs(
             color="black" if pair.same_label else "crimson",
         )
     figure.suptitle("Near-duplicate images across splits (top row: earlier split)", fontsize=9)
-    figure.tight_layout()
     return figure
 
 
