@@ -39,6 +39,7 @@ from sklearn.model_selection import StratifiedKFold, StratifiedShuffleSplit
 
 from medsight.cli.runner import resolve_train_config
 from medsight.config import ImageTrainConfig
+from medsight.data.image_audit import audit_images
 from medsight.evaluate.metrics import binary_metrics, multiclass_metrics
 from medsight.evaluate.thresholds import decide
 from medsight.io.images import ImageSet
@@ -122,11 +123,20 @@ def run_fold(config: ImageTrainConfig, splits: ImageSplits) -> dict[str, Any]:
         "positive_index": np.array(
             -1 if trained.positive_index is None else trained.positive_index
         ),
+        # held-out images with a near-duplicate in the fold's train or inner val split: the
+        # summary scores the others apart (accuracy there measures generalisation, not recall)
+        "seen_in_training": seen_in_training(splits),
         "member_train_seconds": np.array(
             [sum(r.train_seconds for r in fit.history) for fit in trained.fits]
         ),
         "wall_seconds": seconds,
     }
+
+
+def seen_in_training(splits: ImageSplits) -> np.ndarray:
+    """Per held-out image: whether a near-duplicate of it is in the train or val split."""
+    seen = audit_images(splits.items()).images_with_earlier_duplicate("test")
+    return np.array([index in seen for index in range(len(splits.test))])
 
 
 def _binary_threshold(threshold: float | list[float] | None) -> float:
@@ -167,7 +177,15 @@ def summarise(out: Path, members: int | None = None) -> dict[str, Any]:
         # the saved operating point was chosen for the whole ensemble; fewer members: argmax
         whole = used == saved["probabilities"].shape[0] and "threshold" in saved.files
         point = (float(saved["threshold"]), int(saved["positive_index"])) if whole else ()
-        row = scores(saved["labels"], probabilities.mean(axis=(0, 1)), *point)
+        ensemble = probabilities.mean(axis=(0, 1))
+        row = scores(saved["labels"], ensemble, *point)
+        if "seen_in_training" in saved.files:  # fold files from session 14 on
+            novel = ~saved["seen_in_training"]
+            unseen = scores(saved["labels"][novel], ensemble[novel], *point)
+            row |= {
+                "novel_images": int(novel.sum()),
+                **{f"{k}_novel": v for k, v in unseen.items()},
+            }
         single = [scores(saved["labels"], member.mean(axis=0))["auroc"] for member in probabilities]
         per_fold.append(
             {
@@ -181,6 +199,12 @@ def summarise(out: Path, members: int | None = None) -> dict[str, Any]:
     def mean(key: str) -> float:
         return statistics.fmean(row[key] for row in per_fold)
 
+    novel = (
+        {"auroc_novel_mean": mean("auroc_novel"), "accuracy_novel_mean": mean("accuracy_novel")}
+        if all("auroc_novel" in row for row in per_fold)
+        else {}
+    )
+
     return {
         "benchmark": "imaging-cv",
         "out": str(out),
@@ -190,6 +214,7 @@ def summarise(out: Path, members: int | None = None) -> dict[str, Any]:
         "accuracy_mean": mean("accuracy"),
         "single_network_auroc_mean": mean("single_network_auroc"),
         "seconds_per_network": mean("seconds_per_network"),
+        **novel,
     }
 
 

@@ -66,6 +66,7 @@ def test_runs_a_fold_and_summarises_fewer_members(tmp_path: Path) -> None:
     saved = np.load(tmp_path / "fold1.npz")
     assert saved["probabilities"].shape[:2] == (2, 2)  # members x (identity, horizontal flip)
     assert saved["views"].tolist() == ["identity", "flip_horizontal"]
+    assert saved["seen_in_training"].shape == saved["labels"].shape
     ensemble = saved["probabilities"].mean(axis=(0, 1))
     positive, threshold = int(saved["positive_index"]), float(saved["threshold"])
     assert positive == 1 and 0 < threshold <= 1 and threshold != 0.5  # not the fixed cut
@@ -86,3 +87,25 @@ def test_runs_a_fold_and_summarises_fewer_members(tmp_path: Path) -> None:
         float((member.argmax(axis=1) == saved["labels"]).mean())
     )
     assert one["auroc_mean"] == pytest.approx(one["single_network_auroc_mean"])
+
+
+def test_summary_scores_held_out_images_without_a_training_duplicate_apart(
+    tmp_path: Path,
+) -> None:
+    labels = np.array([0, 0, 1, 1, 0, 1])
+    # members x views x images x classes; image 1 and 3 are wrong, image 3 was seen in training
+    positive = np.array([0.2, 0.7, 0.9, 0.3, 0.1, 0.8])
+    probabilities = np.stack([1 - positive, positive], axis=1)[None, None]
+    np.savez(
+        tmp_path / "fold0.npz",
+        probabilities=probabilities,
+        labels=labels,
+        seen_in_training=np.array([False, False, True, True, True, False]),
+        member_train_seconds=np.array([1.0]),
+    )
+    summary = _module().summarise(tmp_path)
+    (fold,) = summary["folds"]
+    assert fold["accuracy"] == pytest.approx(4 / 6)
+    assert fold["novel_images"] == 3 and fold["accuracy_novel"] == pytest.approx(2 / 3)
+    assert summary["accuracy_novel_mean"] == pytest.approx(2 / 3)
+    assert summary["auroc_novel_mean"] == pytest.approx(1.0)  # 0.2, 0.7 vs 0.8 among the novel
