@@ -114,6 +114,10 @@ class ImageDataConfig(_Strict):
     test_fraction: float = Field(0.15, gt=0.0, lt=0.5)
     # refuse DICOM files that are not de-identified (marker, burned-in flag, deid verify)
     require_deidentified: bool = False
+    # data without official splits: images whose pixels correlate at least this much (frames of
+    # one scene, medsight.data.image_audit) stay on one side of every split, as one patient's
+    # images do; the run's near-duplicate audit uses it too. None: split images independently.
+    near_duplicate_threshold: float | None = Field(0.97, gt=0.0, lt=1.0)
 
 
 class AugmentConfig(_Strict):

@@ -64,6 +64,60 @@ def test_csv_is_split_by_patient_and_class(tmp_path: Path) -> None:
         assert set(image_set.labels) == {0, 1}
 
 
+def _folder_with_sweeps(root: Path, scenes: int, frames: int) -> Path:
+    """Class folders of ultrasound-like sweeps: ``frames`` slightly noisy copies of each scene."""
+    rng = np.random.default_rng(1)
+    for label in ("a", "b"):
+        for scene in range(scenes):
+            base = rng.integers(20, 235, (16, 16))
+            for frame in range(frames):
+                pixels = np.clip(base + rng.integers(-4, 5, base.shape), 0, 255)
+                path = root / label / f"s{scene}_f{frame}.png"
+                path.parent.mkdir(parents=True, exist_ok=True)
+                Image.fromarray(pixels.astype(np.uint8)).save(path)
+    return root
+
+
+@pytest.mark.parametrize("threshold", [0.97, None], ids=["grouped", "independent"])
+def test_frames_of_one_scene_stay_on_one_side_of_the_splits(
+    tmp_path: Path, threshold: float | None
+) -> None:
+    from medsight.data.image_audit import audit_images
+
+    root = _folder_with_sweeps(tmp_path, scenes=20, frames=3)
+    config = ImageDataConfig(path=str(root), near_duplicate_threshold=threshold)
+    splits = load_image_splits(config, seed=0)
+    assert sum(len(s) for _, s in splits.items()) == 120
+    across = [p for p in audit_images(splits.items()).pairs if p.across_splits]
+    if threshold is None:  # the old behaviour: a scene's frames fall on both sides
+        assert len(across) > 10
+    else:
+        assert across == []
+        scenes = {
+            name: {Path(src).stem.split("_")[0] + Path(src).parent.name for src in s.sources}
+            for name, s in splits.items()
+        }
+        assert not (scenes["train"] & scenes["test"]) and not (scenes["train"] & scenes["val"])
+
+
+def test_near_duplicates_join_the_patient_groups(tmp_path: Path) -> None:
+    from medsight.data.image_audit import duplicate_groups
+    from medsight.io.images import ImageSet
+
+    images = np.random.default_rng(2).random((6, 1, 8, 8), dtype=np.float32)
+    images[5] = images[0]  # patient p3's image repeats patient p1's
+    patients = np.array(["p1", "p1", "p2", "p2", "p3", "p3"])
+    groups = duplicate_groups(
+        ImageSet(images, [0, 1, 0, 1, 0, 1], ["a", "b"], patient_ids=patients)
+    )
+    assert groups is not None
+    assert len({groups[0], groups[1], groups[4], groups[5]}) == 1  # p1 and p3 joined
+    assert groups[2] == groups[3] != groups[0]
+    unique = ImageSet(images[:5], [0, 1, 0, 1, 0], ["a", "b"], patient_ids=patients[:5])
+    assert duplicate_groups(unique) is unique.patient_ids  # nothing to join: unchanged
+    assert duplicate_groups(ImageSet(images[:5], [0, 1, 0, 1, 0], ["a", "b"])) is None
+
+
 def test_too_few_images_per_class_to_split(tmp_path: Path) -> None:
     root = _folder(tmp_path, per_class=3, patients=3)
     with pytest.raises(DataError, match="at least"):

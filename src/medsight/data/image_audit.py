@@ -21,6 +21,8 @@ from typing import Any
 import numpy as np
 import torch
 from matplotlib.figure import Figure
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
 from sklearn.neighbors import NearestNeighbors
 
 from medsight.bundle.prediction import class_text
@@ -169,6 +171,34 @@ def audit_images(
     blank_counts = {name: int(blank[split_of == k].sum()) for k, name in enumerate(names)}
     blank_counts = {name: count for name, count in blank_counts.items() if count}
     return ImageAudit(threshold, sizes, _ranked(pairs), blank_counts)
+
+
+def duplicate_groups(
+    images: ImageSet,
+    *,
+    threshold: float = DEFAULT_THRESHOLD,
+    max_images: int = MAX_IMAGES,
+) -> np.ndarray | None:
+    """One group id per image such that near-duplicates (and, when given, one patient's images)
+    share a group: split by these groups and no scene lies on both sides. Without near-duplicates
+    (or above ``max_images``, where the search is skipped) the patient ids, or None."""
+    n = len(images)
+    if n > max_images:
+        return images.patient_ids
+    vectors = _centred_thumbnails(images.images)
+    usable = np.linalg.norm(vectors, axis=1) >= _FLAT
+    edges = [(i, j) for i, j, _ in _correlated_pairs(vectors, usable, threshold)]
+    if not edges:
+        return images.patient_ids  # the split is what it was without the audit
+    nodes = n
+    if images.patient_ids is not None:  # one more node per patient, linked to its images
+        _, patient = np.unique(images.patient_ids, return_inverse=True)
+        edges += [(i, n + int(code)) for i, code in enumerate(patient)]
+        nodes += int(patient.max()) + 1
+    rows, columns = (np.array(side) for side in zip(*edges, strict=True))
+    graph = coo_matrix((np.ones(len(edges)), (rows, columns)), shape=(nodes, nodes))
+    _, groups = connected_components(graph, directed=False)
+    return groups[:n]
 
 
 def plot_duplicate_pairs(

@@ -26,7 +26,7 @@ from medsight.bundle.image import ImageBundle
 from medsight.bundle.prediction import class_text
 from medsight.config import ImageTrainConfig, OperatingPointConfig, dump_config
 from medsight.data.fingerprint import package_versions
-from medsight.data.image_audit import ImageAudit, audit_images
+from medsight.data.image_audit import DEFAULT_THRESHOLD, ImageAudit, audit_images
 from medsight.errors import ConfigError
 from medsight.evaluate.bootstrap import (
     Estimate,
@@ -442,7 +442,8 @@ def _run_image(
         + ", ".join(f"{name} {len(s)}" for name, s in splits.items())
         + f" images of {splits.train.image_shape}; classes {splits.class_names}"
     )
-    audit = audit_images(splits.items()) if ctx.is_main else None
+    threshold = config.data.near_duplicate_threshold or DEFAULT_THRESHOLD
+    audit = audit_images(splits.items(), threshold=threshold) if ctx.is_main else None
     if audit is not None:
         say(audit.summary())
     checkpoints = checkpoint_folder(config, splits.source)

@@ -13,6 +13,7 @@ phantom.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,6 +21,7 @@ import numpy as np
 from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
 
 from medsight.config import ImageDataConfig
+from medsight.data.image_audit import MAX_IMAGES, duplicate_groups
 from medsight.data.phantom import make_phantom_splits
 from medsight.errors import ConfigError, DataError
 from medsight.io.dicom import looks_like_dicom, require_deidentified_file
@@ -34,6 +36,8 @@ from medsight.io.medmnist import PREFIX, load_medmnist
 from medsight.io.medmnist_catalog import MEDMNIST_2D
 
 PHANTOM = "phantom"
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -121,11 +125,13 @@ def check_deidentified_sources(data: ImageSet) -> None:
 
 
 def _split(data: ImageSet, config: ImageDataConfig, seed: int, source: str) -> ImageSplits:
-    """Stratified (and patient-grouped) test, then validation, parts of ``data``."""
-    rest, test = _holdout(data.labels, data.patient_ids, config.test_fraction, seed)
+    """Stratified test, then validation, parts of ``data``, grouped so that one patient's images
+    and near-duplicate images stay on one side."""
+    groups = split_groups(data, config.near_duplicate_threshold)
+    rest, test = _holdout(data.labels, groups, config.test_fraction, seed)
     val_share = config.val_fraction / (1.0 - config.test_fraction)
-    groups = None if data.patient_ids is None else data.patient_ids[rest]
-    train_in_rest, val_in_rest = _holdout(data.labels[rest], groups, val_share, seed + 1)
+    rest_groups = None if groups is None else groups[rest]
+    train_in_rest, val_in_rest = _holdout(data.labels[rest], rest_groups, val_share, seed + 1)
     return ImageSplits(
         data.subset(rest[train_in_rest]),
         data.subset(rest[val_in_rest]),
@@ -133,6 +139,29 @@ def _split(data: ImageSet, config: ImageDataConfig, seed: int, source: str) -> I
         source,
         False,
     )
+
+
+def split_groups(data: ImageSet, threshold: float | None) -> np.ndarray | None:
+    """Group ids for splitting: patients joined with near-duplicate clusters (``threshold``
+    None: the patient ids alone)."""
+    if threshold is None:
+        return data.patient_ids
+    if len(data) > MAX_IMAGES:
+        logger.warning(
+            "%d images: more than %d, so near-duplicates are not searched and may fall on both "
+            "sides of the splits (group them with patient ids)",
+            len(data),
+            MAX_IMAGES,
+        )
+    groups = duplicate_groups(data, threshold=threshold)
+    if groups is not None and data.patient_ids is None:  # grouped by near-duplicates alone
+        sizes = np.bincount(groups)
+        logger.info(
+            "near-duplicates: %d images in %d groups, each kept on one side of the splits",
+            int(sizes[sizes > 1].sum()),
+            int((sizes > 1).sum()),
+        )
+    return groups
 
 
 def _holdout(
