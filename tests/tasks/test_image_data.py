@@ -100,6 +100,14 @@ def test_frames_of_one_scene_stay_on_one_side_of_the_splits(
         assert not (scenes["train"] & scenes["test"]) and not (scenes["train"] & scenes["val"])
 
 
+def test_copies_too_few_to_split_as_scenes_get_a_clear_error(tmp_path: Path) -> None:
+    root = _folder_with_sweeps(tmp_path, scenes=2, frames=8)
+    with pytest.raises(DataError, match=r"only 4 groups .* data\.near_duplicate_threshold: null"):
+        load_image_splits(ImageDataConfig(path=str(root)))
+    independent = ImageDataConfig(path=str(root), near_duplicate_threshold=None)
+    assert sum(len(s) for _, s in load_image_splits(independent).items()) == 32
+
+
 def test_near_duplicates_join_the_patient_groups(tmp_path: Path) -> None:
     from medsight.data.image_audit import duplicate_groups
     from medsight.io.images import ImageSet

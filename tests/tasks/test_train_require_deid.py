@@ -104,10 +104,12 @@ def dicom_trees(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
 
 def test_dicom_image_training_data_is_refused_until_deidentified(dicom_trees) -> None:
     raw, deidentified = dicom_trees
+    # each class is 8 copies of one file: split them as separate images, not as 2 scenes
+    settings = {"image_size": 16, "near_duplicate_threshold": None}
     with pytest.raises(DataError, match=r"\.dcm: not de-identified: Patient Identity Removed"):
-        load_image_splits(ImageDataConfig(path=str(raw), image_size=16, require_deidentified=True))
-    assert len(load_image_splits(ImageDataConfig(path=str(raw), image_size=16)).train) > 0
-    config = ImageDataConfig(path=str(deidentified), image_size=16, require_deidentified=True)
+        load_image_splits(ImageDataConfig(path=str(raw), require_deidentified=True, **settings))
+    assert len(load_image_splits(ImageDataConfig(path=str(raw), **settings)).train) > 0
+    config = ImageDataConfig(path=str(deidentified), require_deidentified=True, **settings)
     splits = load_image_splits(config)
     assert sum(len(part) for _, part in splits.items()) == 16
     assert splits.class_names == ["ct", "mr"]

@@ -180,6 +180,13 @@ def _holdout(
         splitter = StratifiedKFold(folds, shuffle=True, random_state=seed)
         keep, held = next(splitter.split(np.zeros(len(labels)), labels))
     else:
+        if (n_groups := len(np.unique(groups))) < folds:
+            raise DataError(
+                f"the images form only {n_groups} groups (one patient's images and "
+                f"near-duplicate images stay together); holding out {fraction:.0%} needs at "
+                f"least {folds}. Add images, or set data.near_duplicate_threshold: null if "
+                "near-duplicate images are separate cases."
+            )
         splitter = StratifiedGroupKFold(folds, shuffle=True, random_state=seed)
         keep, held = next(splitter.split(np.zeros(len(labels)), labels, groups))
     return keep, held
