@@ -41,6 +41,7 @@ def test_run_folder_holds_bundle_report_and_metrics(image_run: Path) -> None:
     assert audit["summary"].replace(">=", "&gt;=") in html
     bundle = ImageBundle.load(image_run / "bundle")
     assert bundle.metadata["data"]["near_duplicates"]["summary"] == audit["summary"]
+    assert bundle.metadata["data"]["split_near_duplicate_threshold"] == 0.97
     assert bundle.metadata["onnx_max_abs_difference"] <= 1e-4
     assert bundle.tta == ["flip_horizontal"]
 

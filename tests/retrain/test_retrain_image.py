@@ -21,11 +21,12 @@ from retrain_support import png_bytes, production_image_answers, user
 from sqlalchemy import select
 
 from medsight.bundle.image import ImageBundle
-from medsight.config import parse_config
+from medsight.config import ImageDataConfig, parse_config
+from medsight.data.image_audit import SPLIT_THRESHOLD_KEY
 from medsight.data.phantom import make_phantom_images
 from medsight.registry import ModelRegistry
 from medsight.retrain import RetrainOptions, retrain, retrainer_for
-from medsight.retrain.image import ImageRetrainer, image_key
+from medsight.retrain.image import ImageRetrainer, champion_split_settings, image_key
 from medsight.store.database import Database
 from medsight.store.models import AuditEvent, User
 from medsight.store.records import add_feedback, record_prediction
@@ -313,3 +314,13 @@ def test_image_key_matches_a_picture_and_itspng_bytes() -> None:
     decoded = np.asarray(Image.open(io.BytesIO(png_bytes(pixels))), dtype=np.float32)[None] / 255.0
     assert image_key(image) == image_key(decoded)
     assert image_key(image) != image_key(np.flip(image, axis=2))
+
+
+def test_unsplit_data_are_split_again_as_the_champion_split_them() -> None:
+    data = ImageDataConfig(path="old/path", image_size=32)  # today's default groups at 0.97
+    grouped = ImageBundle({"data": {SPLIT_THRESHOLD_KEY: 0.99}})
+    assert champion_split_settings(data, grouped, "scans/").near_duplicate_threshold == 0.99
+    older = ImageBundle({"data": {"source": "scans/"}})  # made before near-duplicate grouping
+    settings = champion_split_settings(data, older, "scans/")
+    assert settings.near_duplicate_threshold is None
+    assert settings.path == "scans/" and settings.image_size == 32

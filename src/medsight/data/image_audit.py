@@ -32,6 +32,8 @@ from medsight.io.images import ImageSet
 DEFAULT_THRESHOLD = 0.97
 THUMBNAIL = 32
 MAX_IMAGES = 30_000  # the search compares every pair: about 30 s for 30,000 images on 2 cores
+# bundle.json data key: the threshold that grouped near-duplicates when unsplit data were split
+SPLIT_THRESHOLD_KEY = "split_near_duplicate_threshold"
 _FLAT = 1e-6  # norm of the centred pixels below which an image is blank (no correlation)
 
 

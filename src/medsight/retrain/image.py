@@ -32,7 +32,8 @@ import numpy as np
 
 from medsight.bundle.image import BUNDLE_FORMAT, FILES, TASK, ImageBundle
 from medsight.bundle.prediction import class_text, findings_row
-from medsight.config import ImageTrainConfig
+from medsight.config import ImageDataConfig, ImageTrainConfig
+from medsight.data.image_audit import SPLIT_THRESHOLD_KEY
 from medsight.errors import ConfigError, DataError
 from medsight.evaluate.thresholds import finding_thresholds
 from medsight.io.images import ImageSet, read_image_csv, read_image_folder, read_medmnist_npz
@@ -86,7 +87,7 @@ class ImageRetrainer:
         )
         data_path = resolve_data_spec(options.data or config.data.path, config_source)
         config = config.model_copy(
-            update={"data": config.data.model_copy(update={"path": data_path})}
+            update={"data": champion_split_settings(config.data, bundle, data_path)}
         )
         splits = load_image_splits(config.data, seed=config.seed)
         _check_like_champion(splits.train, bundle, splits.source)
@@ -189,6 +190,16 @@ class ImageRetrainer:
 
 
 # ------------------------------------------------------------------------------ config and data
+
+
+def champion_split_settings(
+    data: ImageDataConfig, bundle: ImageBundle, path: str
+) -> ImageDataConfig:
+    """``data`` reading ``path`` and splitting unsplit data as the champion's run did: the
+    near-duplicate grouping its bundle records, or none for bundles made before it existed."""
+    stored = bundle.metadata.get("data", {})
+    threshold = stored.get(SPLIT_THRESHOLD_KEY)  # absent: images were split independently
+    return data.model_copy(update={"path": path, "near_duplicate_threshold": threshold})
 
 
 def resolve_data_spec(spec: str | Path | None, config_source: str) -> str:

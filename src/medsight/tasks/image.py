@@ -26,7 +26,12 @@ from medsight.bundle.image import ImageBundle
 from medsight.bundle.prediction import class_text
 from medsight.config import ImageTrainConfig, OperatingPointConfig, dump_config
 from medsight.data.fingerprint import package_versions
-from medsight.data.image_audit import DEFAULT_THRESHOLD, ImageAudit, audit_images
+from medsight.data.image_audit import (
+    DEFAULT_THRESHOLD,
+    SPLIT_THRESHOLD_KEY,
+    ImageAudit,
+    audit_images,
+)
 from medsight.errors import ConfigError
 from medsight.evaluate.bootstrap import (
     Estimate,
@@ -563,6 +568,8 @@ def bundle_metadata(
         "data": {
             "source": splits.source,
             "official_splits": splits.official_splits,
+            # how unsplit data were grouped into splits, so that retraining rebuilds them
+            SPLIT_THRESHOLD_KEY: config.data.near_duplicate_threshold,
             "counts": {name: s.class_counts() for name, s in splits.items()},
         },
         "training": {
