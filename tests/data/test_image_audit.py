@@ -6,9 +6,10 @@ import numpy as np
 import pytest
 
 from medsight.config import ImageDataConfig
-from medsight.data.image_audit import audit_images, plot_duplicate_pairs
+from medsight.data.image_audit import audit_images
 from medsight.errors import ConfigError
 from medsight.io.images import ImageSet
+from medsight.tasks.image_report import plot_duplicate_pairs
 from shared_helpers import shared_file
 
 CLASSES = ["benign", "malignant"]

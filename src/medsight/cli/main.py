@@ -95,8 +95,9 @@ def data_images(
     near-duplicates whose labels differ, as training would split the data."""
     from medsight.cli.render import print_image_audit
     from medsight.config import ImageDataConfig
-    from medsight.data.image_audit import audit_images, plot_duplicate_pairs
+    from medsight.data.image_audit import audit_images
     from medsight.tasks.image_data import load_image_splits
+    from medsight.tasks.image_report import plot_duplicate_pairs
 
     splits = load_image_splits(ImageDataConfig(path=data, image_size=image_size))
     audit = audit_images(splits.items(), threshold=threshold, max_images=max_images)

@@ -20,12 +20,10 @@ from typing import Any
 
 import numpy as np
 import torch
-from matplotlib.figure import Figure
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 from sklearn.neighbors import NearestNeighbors
 
-from medsight.bundle.prediction import class_text
 from medsight.errors import ConfigError
 from medsight.io.images import ImageSet
 
@@ -201,40 +199,6 @@ def duplicate_groups(
     graph = coo_matrix((np.ones(len(edges)), (rows, columns)), shape=(nodes, nodes))
     _, groups = connected_components(graph, directed=False)
     return groups[:n]
-
-
-def plot_duplicate_pairs(
-    audit: ImageAudit, splits: Mapping[str, ImageSet], *, max_pairs: int = 8
-) -> Figure | None:
-    """The cross-split pairs side by side (label conflicts first, then by correlation), each
-    titled with split, index, label and correlation; None when there are none."""
-    shown = [p for p in audit.pairs if p.across_splits][:max_pairs]
-    if not shown:
-        return None
-    figure = Figure(figsize=(1.5 + 1.6 * len(shown), 4.6), dpi=110, layout="constrained")
-    axes = figure.subplots(2, len(shown), squeeze=False)
-    for column, pair in enumerate(shown):
-        for row, (split, index) in enumerate((pair.first, pair.second)):
-            images = splits[split]
-            axis = axes[row, column]
-            picture = images.images[index]
-            axis.imshow(
-                picture[0] if picture.shape[0] == 1 else picture[:3].transpose(1, 2, 0),
-                cmap="gray",
-                vmin=0.0,
-                vmax=1.0,
-            )
-            axis.set_xticks([])
-            axis.set_yticks([])
-            label = class_text(images.labels[index], images.class_names)
-            axis.set_title(f"{split} #{index}\n{label}", fontsize=7)
-        axes[1, column].set_xlabel(
-            f"r = {pair.correlation:.3f}" + ("" if pair.same_label else "\nlabels differ"),
-            fontsize=7,
-            color="black" if pair.same_label else "crimson",
-        )
-    figure.suptitle("Near-duplicate images across splits (top row: earlier split)", fontsize=9)
-    return figure
 
 
 def _correlated_pairs(

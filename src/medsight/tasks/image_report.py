@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -13,7 +14,7 @@ from torch import nn
 
 from medsight.bundle.prediction import class_text
 from medsight.config import ImageTrainConfig, dump_config
-from medsight.data.image_audit import ImageAudit, plot_duplicate_pairs
+from medsight.data.image_audit import ImageAudit
 from medsight.evaluate.bootstrap import Estimate
 from medsight.evaluate.metrics import (
     METRIC_LABELS,
@@ -29,6 +30,7 @@ from medsight.evaluate.plots import (
 from medsight.evaluate.report import Report, Section
 from medsight.evaluate.subgroups import subgroup_table
 from medsight.evaluate.thresholds import finding_thresholds, threshold_text
+from medsight.io.images import ImageSet
 from medsight.models.pixel_svm import svm_member
 
 if TYPE_CHECKING:
@@ -270,6 +272,40 @@ def _add_audit(
     section.add_table(
         table, caption="Test metrics for images with and without a near-duplicate seen earlier"
     )
+
+
+def plot_duplicate_pairs(
+    audit: ImageAudit, splits: Mapping[str, ImageSet], *, max_pairs: int = 8
+) -> Figure | None:
+    """The cross-split pairs side by side (label conflicts first, then by correlation), each
+    titled with split, index, label and correlation; None when there are none."""
+    shown = [p for p in audit.pairs if p.across_splits][:max_pairs]
+    if not shown:
+        return None
+    figure = Figure(figsize=(1.5 + 1.6 * len(shown), 4.6), dpi=110, layout="constrained")
+    axes = figure.subplots(2, len(shown), squeeze=False)
+    for column, pair in enumerate(shown):
+        for row, (split, index) in enumerate((pair.first, pair.second)):
+            images = splits[split]
+            axis = axes[row, column]
+            picture = images.images[index]
+            axis.imshow(
+                picture[0] if picture.shape[0] == 1 else picture[:3].transpose(1, 2, 0),
+                cmap="gray",
+                vmin=0.0,
+                vmax=1.0,
+            )
+            axis.set_xticks([])
+            axis.set_yticks([])
+            label = class_text(images.labels[index], images.class_names)
+            axis.set_title(f"{split} #{index}\n{label}", fontsize=7)
+        axes[1, column].set_xlabel(
+            f"r = {pair.correlation:.3f}" + ("" if pair.same_label else "\nlabels differ"),
+            fontsize=7,
+            color="black" if pair.same_label else "crimson",
+        )
+    figure.suptitle("Near-duplicate images across splits (top row: earlier split)", fontsize=9)
+    return figure
 
 
 def _per_class_table(metrics: dict[str, Estimate], names: list[str]) -> pd.DataFrame:
