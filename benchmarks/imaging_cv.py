@@ -16,7 +16,10 @@ Each fold writes ``fold{K}.npz`` to ``--out``: per ensemble member and per view 
 each test-time flip) the held-out probabilities, the labels, the training seconds and the model's
 operating point (a binary model's threshold, chosen on the inner val split when the recipe says
 so; accuracy is scored there, else at the argmax), so that
-ensembles of fewer members or other view sets can be scored afterwards without retraining. Folds
+ensembles of fewer members or other view sets can be scored afterwards without retraining. Each
+file also marks the held-out images with a near-duplicate in the fold's train or inner val split
+(``seen_in_training``); the summary scores the others apart (``auroc_novel``,
+``accuracy_novel``), since recall of seen scenes is not generalisation. Folds
 may run in separate processes (``--folds 0 2 4`` and ``--folds 1 3``); ``--summarise`` combines
 them. Progress goes to stderr; the last line of stdout is one JSON object.
 """
