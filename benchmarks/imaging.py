@@ -187,8 +187,7 @@ def novel_test_metrics(
     (two classes only): how the model does on pictures it has not seen in any form."""
     if len(splits.class_names) != 2 or splits.test.multi_label:
         return None
-    seen = audit.images_with_earlier_duplicate("test")
-    novel = np.array([index not in seen for index in range(len(splits.test))])
+    novel = ~audit.seen_earlier("test")
     y = (splits.test.labels[novel] == positive).astype(int)
     metrics = binary_metrics(y, probabilities[novel, positive])
     return {"n": int(novel.sum()), "auroc": metrics["auroc"], "accuracy": metrics["accuracy"]}

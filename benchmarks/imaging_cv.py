@@ -138,8 +138,7 @@ def run_fold(config: ImageTrainConfig, splits: ImageSplits) -> dict[str, Any]:
 
 def seen_in_training(splits: ImageSplits) -> np.ndarray:
     """Per held-out image: whether a near-duplicate of it is in the train or val split."""
-    seen = audit_images(splits.items()).images_with_earlier_duplicate("test")
-    return np.array([index in seen for index in range(len(splits.test))])
+    return audit_images(splits.items()).seen_earlier("test")
 
 
 def _binary_threshold(threshold: float | list[float] | None) -> float:

@@ -44,6 +44,7 @@ def test_finds_copies_across_splits_and_their_label_conflicts() -> None:
     assert audit.pairs[0].correlation == pytest.approx(1.0, abs=1e-9)
     assert audit.images_with_earlier_duplicate("test") == {0, 1}
     assert audit.images_with_earlier_duplicate("test", conflicting=True) == {1}
+    assert audit.seen_earlier("test").tolist() == [True, True, False, False, False, False]
     assert audit.blank == {"test": 1}
     assert audit.summary().startswith("2 of 6 test images have a near-duplicate")
     assert "1 of them with another label; 0 near-duplicate pairs lie within splits" in (

@@ -57,7 +57,7 @@ def print_image_audit(console: Console, source: str, audit: ImageAudit) -> None:
     """Split sizes, the near-duplicate counts per split pair and the most telling pairs."""
     sizes = ", ".join(f"{name} {size}" for name, size in audit.sizes.items())
     console.print(f"[bold]{source}[/bold]: {sizes} images")
-    style = "yellow" if audit.pairs and any(p.across_splits for p in audit.pairs) else "green"
+    style = "yellow" if any(p.across_splits for p in audit.pairs) else "green"
     console.print(f"[{style}]{audit.summary()}[/{style}]")
     if audit.skipped:
         return

@@ -64,7 +64,8 @@ class SplitPairCounts:
 
 @dataclass(frozen=True)
 class ImageAudit:
-    """Near-duplicate pairs of a data set's splits, at one correlation threshold."""
+    """Near-duplicate pairs of a data set's splits, at one correlation threshold; ``pairs`` in
+    :func:`audit_images`' order (cross-split label conflicts first)."""
 
     threshold: float
     sizes: dict[str, int]
@@ -100,6 +101,11 @@ class ImageAudit:
             if p.second[0] == into and p.first[0] != into and not (conflicting and p.same_label)
         }
 
+    def seen_earlier(self, into: str) -> np.ndarray:
+        """Per image of split ``into``: whether it has a near-duplicate in an earlier split."""
+        seen = self.images_with_earlier_duplicate(into)
+        return np.array([index in seen for index in range(self.sizes[into])], dtype=bool)
+
     def summary(self) -> str:
         """One sentence for logs and reports."""
         if self.skipped:
@@ -115,7 +121,6 @@ class ImageAudit:
         )
 
     def to_dict(self, max_pairs: int = 200) -> dict[str, Any]:
-        ranked = _ranked(self.pairs)
         return {
             "threshold": self.threshold,
             "sizes": self.sizes,
@@ -130,10 +135,10 @@ class ImageAudit:
                     "correlation": round(p.correlation, 5),
                     "same_label": p.same_label,
                 }
-                for p in ranked[:max_pairs]
+                for p in self.pairs[:max_pairs]
             ],
-            "pairs_listed": min(len(ranked), max_pairs),
-            "pairs_total": len(ranked),
+            "pairs_listed": min(len(self.pairs), max_pairs),
+            "pairs_total": len(self.pairs),
         }
 
 
@@ -153,11 +158,12 @@ def audit_images(
     if total > max_images:
         reason = f"{total:,} images, more than max_images={max_images:,}"
         return ImageAudit(threshold, sizes, skipped=reason)
-    vectors = np.concatenate([_centred_thumbnails(images.images) for _, images in named])
+    found, blank = _near_duplicates(
+        np.concatenate([images.images for _, images in named]), threshold
+    )
     split_of = np.concatenate([np.full(size, k) for k, size in enumerate(sizes.values())])
     index_of = np.concatenate([np.arange(size) for size in sizes.values()])
     labels = [row for _, images in named for row in images.labels]
-    blank = np.linalg.norm(vectors, axis=1) < _FLAT
     names = list(sizes)
     pairs = [
         DuplicatePair(
@@ -166,7 +172,7 @@ def audit_images(
             correlation,
             bool(np.array_equal(labels[i], labels[j])),
         )
-        for i, j, correlation in _correlated_pairs(vectors, ~blank, threshold)
+        for i, j, correlation in found
     ]
     blank_counts = {name: int(blank[split_of == k].sum()) for k, name in enumerate(names)}
     blank_counts = {name: count for name, count in blank_counts.items() if count}
@@ -185,9 +191,8 @@ def duplicate_groups(
     n = len(images)
     if n > max_images:
         return images.patient_ids
-    vectors = _centred_thumbnails(images.images)
-    usable = np.linalg.norm(vectors, axis=1) >= _FLAT
-    edges = [(i, j) for i, j, _ in _correlated_pairs(vectors, usable, threshold)]
+    found, _ = _near_duplicates(images.images, threshold)
+    edges = [(i, j) for i, j, _ in found]
     if not edges:
         return images.patient_ids  # the split is what it was without the audit
     nodes = n
@@ -201,14 +206,17 @@ def duplicate_groups(
     return groups[:n]
 
 
-def _correlated_pairs(
-    vectors: np.ndarray, usable: np.ndarray, threshold: float
-) -> list[tuple[int, int, float]]:
-    """``(i, j, correlation)`` with ``i < j`` for every pair of usable rows whose cosine is at
-    least ``threshold`` (scikit-learn's brute-force radius search, chunked in memory)."""
-    kept = np.flatnonzero(usable)
+def _near_duplicates(
+    images: np.ndarray, threshold: float
+) -> tuple[list[tuple[int, int, float]], np.ndarray]:
+    """``(i, j, correlation)`` with ``i < j`` for every pair of ``(N, C, H, W)`` images whose
+    thumbnails correlate at least ``threshold`` (scikit-learn's brute-force radius search,
+    chunked in memory), and the blank-image mask (blank images pair with nothing)."""
+    vectors = _centred_thumbnails(images)
+    blank = np.linalg.norm(vectors, axis=1) < _FLAT
+    kept = np.flatnonzero(~blank)
     if len(kept) < 2:
-        return []
+        return [], blank
     search = NearestNeighbors(radius=1.0 - threshold, metric="cosine", algorithm="brute")
     distances, neighbours = search.fit(vectors[kept]).radius_neighbors(vectors[kept])
     found = []
@@ -216,7 +224,7 @@ def _correlated_pairs(
         for distance, b in zip(row_distances, row_neighbours, strict=True):
             if a < b:  # each pair once, the earlier position (split order) first
                 found.append((int(kept[a]), int(kept[b]), float(1.0 - distance)))
-    return found
+    return found, blank
 
 
 def _centred_thumbnails(images: np.ndarray) -> np.ndarray:

@@ -257,10 +257,7 @@ def _add_audit(
         section.add_figure(figure, caption="Cross-split pairs, different labels first")
     if positive is None:
         return
-    leaked = audit.images_with_earlier_duplicate("test")
-    seen = np.array(
-        ["yes" if index in leaked else "no" for index in range(len(splits.test))], dtype=object
-    )
+    seen = np.where(audit.seen_earlier("test"), "yes", "no")
     threshold = 0.5 if trained.threshold is None else float(trained.threshold)
     table = subgroup_table(
         (splits.test.labels == positive).astype(int),
