@@ -202,7 +202,7 @@ def run(data: str, seeds: list[int], model_name: str | None = None) -> dict[str,
     per_seed, last_model = [], None
     for seed in seeds:
         seeded = config.model_copy(update={"seed": seed})
-        svm = " and a pixel SVM" if config.model.svm_member.enabled else ""
+        svm = " and an SVM member" if config.model.svm_member.enabled else ""
         log(f"seed {seed}: training {config.model.ensemble} x {config.model.name}{svm}")
         started = time.perf_counter()
         trained = train_image_model(seeded, splits, progress=False)

@@ -113,14 +113,17 @@ def run_fold(config: ImageTrainConfig, splits: ImageSplits) -> dict[str, Any]:
         per_member.append([predictor.predict_proba(view(held_out)) for view in views])
     probabilities = np.asarray(per_member)  # (members, views, n, classes)
     product = trained.test_probabilities
-    # the saved parts must add up to the product's own ensemble (no SVM member in CV files)
-    if not config.model.svm_member.enabled:
-        assert np.abs(probabilities.mean(axis=(0, 1)) - product).max() < 1e-5
+    shares = np.asarray(getattr(trained.model, "shares", [1.0]), dtype=float)
+    # the saved parts must add up to the product's own ensemble
+    combined = np.tensordot(shares, probabilities.mean(axis=1), axes=1)
+    assert np.abs(combined - product).max() < 1e-5
     return {
         "probabilities": probabilities,
         "product_probabilities": product,
         "labels": splits.test.labels,
         "views": np.array(["identity", *trained.tta]),
+        # each member's share of the averaged probability (an SVM member's is chosen on val)
+        "member_weights": shares,
         # the model's operating point, chosen on the fold's inner val split (binary models)
         "threshold": np.array(_binary_threshold(trained.threshold), dtype=float),
         "positive_index": np.array(
@@ -179,7 +182,11 @@ def summarise(out: Path, members: int | None = None) -> dict[str, Any]:
         # the saved operating point was chosen for the whole ensemble; fewer members: argmax
         whole = used == saved["probabilities"].shape[0] and "threshold" in saved.files
         point = (float(saved["threshold"]), int(saved["positive_index"])) if whole else ()
-        ensemble = probabilities.mean(axis=(0, 1))
+        # the product's shares for the whole ensemble (files before session 15: equal)
+        shares = np.full(used, 1.0 / used)
+        if whole and "member_weights" in saved.files:
+            shares = saved["member_weights"]
+        ensemble = np.tensordot(shares, probabilities.mean(axis=1), axes=1)
         row = scores(saved["labels"], ensemble, *point)
         if "seen_in_training" in saved.files:  # fold files from session 14 on
             novel = ~saved["seen_in_training"]
@@ -194,6 +201,7 @@ def summarise(out: Path, members: int | None = None) -> dict[str, Any]:
                 "fold": path.stem,
                 **row,
                 "single_network_auroc": statistics.fmean(single),
+                "last_member_share": float(shares[-1]),
                 "seconds_per_network": float(saved["member_train_seconds"][:members].mean()),
             }
         )

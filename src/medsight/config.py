@@ -182,16 +182,45 @@ class EngineSettings(_Strict):
 
 
 class SvmMemberConfig(_Strict):
-    """An RBF SVM on the pixels averaged with the networks as one more member
-    (medsight.models.pixel_svm): standardised pixels, PCA, C chosen by grouped CV AUROC."""
+    """An RBF SVM averaged with the networks as one more member (medsight.models.pixel_svm):
+    wavelet scattering coefficients (or the pixels), standardised, PCA, C by grouped CV AUROC."""
 
     # off: on BreastMNIST CV it raised ensemble AUROC by 0.010 on two fold sets (exploratory
     # version) but by -0.003 on a third, pre-registered check of this build (docs/architecture.md)
     enabled: bool = False
-    components: int = Field(50, ge=1)  # PCA components
+    # scattering: log wavelet scattering coefficients (medsight.models.scattering), stable to small
+    # shifts and deformations; pixels: the (average-pooled) pixels themselves
+    features: Literal["scattering", "pixels"] = "scattering"
+    scattering_scale: int = Field(3, ge=1, le=4)  # J: coefficients average over 2**J pixels
+    orientations: int = Field(8, ge=2, le=16)  # L: wavelet orientations per scale
+    components: int | None = Field(None, ge=1)  # PCA components; None: 100 scattering, 50 pixels
+    # the member's share of the averaged probability (the networks share the rest equally);
+    # "val": the share in weight_grid with the lowest log-loss on the val split
+    weight: float | Literal["val"] = "val"
+    weight_grid: list[float] = Field(default_factory=lambda: [0.0, 0.25, 0.5], min_length=1)
     c_grid: list[float] = Field(default_factory=lambda: [0.3, 1.0, 3.0, 10.0], min_length=1)
     folds: int = Field(3, ge=2)  # grouped CV folds for C and for Platt scaling
     max_train: int = Field(2000, ge=10)  # a stratified sample of at most this many images
+
+    @field_validator("weight_grid")
+    @classmethod
+    def _shares(cls, values: list[float]) -> list[float]:
+        if any(not 0.0 <= value < 1.0 for value in values):
+            raise ValueError("every weight share must be in [0, 1)")
+        return values
+
+    @field_validator("weight")
+    @classmethod
+    def _share(cls, value: float | str) -> float | str:
+        if isinstance(value, float) and not 0.0 < value < 1.0:
+            raise ValueError('weight must be in (0, 1) or "val"')
+        return value
+
+    def n_components(self) -> int:
+        """PCA components: the setting, else 100 for scattering and 50 for pixels."""
+        if self.components is not None:
+            return self.components
+        return 100 if self.features == "scattering" else 50
 
     @field_validator("c_grid")
     @classmethod

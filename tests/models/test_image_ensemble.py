@@ -13,8 +13,11 @@ import torch
 from medsight.bundle.image import ImageBundle
 from medsight.config import ImageDataConfig, ImageTrainConfig
 from medsight.explain.gradcam import gradcam
-from medsight.models.ensemble import ProbabilityAverage, member_seed
+from medsight.models.ensemble import ProbabilityAverage, member_seed, share_by_val_loss
 from medsight.tasks.image import build_network, ensemble_members, run_image
+from medsight.train.engine import Trainer
+from medsight.train.settings import engine_config
+from medsight.transforms.image import tta_functions
 
 NORMALISATION = {"mean": [0.5], "std": [0.25]}
 SPEC = {"name": "small_cnn", "params": {"width": 4}, "in_channels": 1, "num_classes": 3}
@@ -69,19 +72,36 @@ def test_ensemble_run_trains_each_member_and_bundles_them(
     assert not (tmp_path / ".checkpoints" / "ens").exists()
 
 
-def test_svm_member_run_bundles_reports_and_reloads(tmp_path: Path) -> None:
+def test_svm_member_run_bundles_reports_and_reloads(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     from medsight.models.pixel_svm import PixelSVM, svm_member
 
     config = ImageTrainConfig(data=ImageDataConfig(path="phantom"), output_dir=tmp_path, name="svm")
     config.model.ensemble = 1
     config.model.params = {"width": 8}
     config.model.svm_member.enabled = True
+    config.model.svm_member.weight_grid = [0.25, 0.5]  # the share is chosen on val
     config.engine.epochs = 2
-    result = run_image(config, progress=False)
+    with caplog.at_level(logging.INFO, logger="medsight.tasks.image"):
+        result = run_image(config, progress=False)
     svm = svm_member(result.trained.model)
     assert isinstance(svm, PixelSVM) and isinstance(result.trained.model, ProbabilityAverage)
+    assert svm.scattering is not None  # the default features
+    # the share is the grid value whose mixture has the lowest val log-loss
+    splits, engine = result.splits, engine_config(config.engine, 0, n_train=1)
+    views = tta_functions(result.trained.tta)
+    network, machine = (
+        Trainer(model, engine).predict_proba(torch.from_numpy(splits.val.images), tta=views)
+        for model in (result.trained.model.members[0], svm)
+    )
+    share, losses = share_by_val_loss(splits.val.labels, network, machine, [0.25, 0.5])
+    shares = result.trained.model_spec["member_weights"]
+    assert shares == [1 - share, share] and result.trained.model.shares == shares
+    assert any(f"{share:g}: {losses[share]:.3f}" in r.getMessage() for r in caplog.records)
     bundle = ImageBundle.load(result.bundle_path)
     assert bundle.metadata["model"]["svm_member"] == svm.spec()
+    assert bundle.metadata["model"]["member_weights"] == shares
     onnx = bundle.predict_proba(result.splits.test.images)
     assert np.abs(onnx - result.trained.test_probabilities).max() < 1e-4
     rebuilt = bundle.torch_model()
@@ -93,9 +113,45 @@ def test_svm_member_run_bundles_reports_and_reloads(tmp_path: Path) -> None:
         network_only = rebuilt.members[0](images).softmax(-1).numpy()
     assert np.abs(eager - trained).max() < 1e-6
     assert np.abs(network_only - eager).max() > 1e-3  # the SVM member counts
-    assert "pixel SVM" in bundle.model_card
-    assert "the pixel SVM member has no feature map" in result.report_path.read_text()
+    machine_only = rebuilt.members[1](images).softmax(-1).numpy()
+    assert np.abs((1 - share) * network_only + share * machine_only - eager).max() < 1e-5
+    assert "scattering SVM (J 3, L 8" in bundle.model_card
+    report = result.report_path.read_text()
+    assert f"with a share of {share:.2g}" in report
+    assert "the SVM member has no feature map" in report
     assert list((result.run_dir / "gradcam").glob("*.png"))
+
+
+def test_svm_member_with_no_share_on_val_is_left_out(tmp_path: Path) -> None:
+    config = ImageTrainConfig(data=ImageDataConfig(path="phantom"), output_dir=tmp_path, name="no")
+    config.model.ensemble = 1
+    config.model.params = {"width": 4}
+    config.model.svm_member.enabled = True
+    config.model.svm_member.weight_grid = [0.0]
+    config.engine.epochs = 1
+    result = run_image(config, progress=False)
+    assert not isinstance(result.trained.model, ProbabilityAverage)
+    assert "svm_member" not in result.trained.model_spec
+    assert "member_weights" not in ImageBundle.load(result.bundle_path).metadata["model"]
+
+
+def test_weighted_average_and_the_val_loss_share() -> None:
+    torch.manual_seed(3)
+    model = build_network({**SPEC, "ensemble": 2}, NORMALISATION).eval()
+    weighted = ProbabilityAverage(list(model.members), weights=[0.2, 0.8]).eval()
+    x = torch.rand(3, 1, 28, 28)
+    with torch.no_grad():
+        first, second = (m(x).softmax(-1) for m in model.members)
+        assert torch.allclose(weighted(x).softmax(-1), 0.2 * first + 0.8 * second, atol=1e-6)
+    with pytest.raises(ValueError, match="summing to 1"):
+        ProbabilityAverage(list(model.members), weights=[0.5, 0.6])
+    labels = np.array([0, 1, 1])
+    confident_wrong = np.array([[0.1, 0.9], [0.9, 0.1], [0.9, 0.1]])
+    right = np.array([[0.8, 0.2], [0.3, 0.7], [0.3, 0.7]])
+    share, losses = share_by_val_loss(labels, confident_wrong, right, [0.0, 0.25, 0.5])
+    assert share == 0.5 and losses[0.0] > losses[0.25] > losses[0.5]
+    assert share_by_val_loss(labels, right, confident_wrong, [0.5, 0.0, 0.25])[0] == 0.0
+    assert share_by_val_loss(labels, right, right, [0.5, 0.25])[0] == 0.25  # ties: smaller
 
 
 def test_multi_label_ensemble_averages_each_findings_sigmoid() -> None:

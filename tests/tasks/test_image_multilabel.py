@@ -94,7 +94,7 @@ def test_bundle_gives_each_finding_its_own_probability(findings_run, tmp_path: P
 def test_the_svm_member_is_refused_before_any_training(tmp_path: Path) -> None:
     config = _config(write_findings_npz(tmp_path / "f.npz"), tmp_path / "runs")
     config.model.svm_member.enabled = True
-    with pytest.raises(ConfigError, match="pixel SVM member is for one label"):
+    with pytest.raises(ConfigError, match="SVM member is for one label"):
         run_image(config, progress=False)
     assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
 

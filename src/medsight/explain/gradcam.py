@@ -170,7 +170,7 @@ def _ensemble_gradcam(
     batch_size: int,
 ) -> np.ndarray:
     """The mean of the convolutional members' maps for the ensemble's class (each member at its
-    own layer). Members without a convolution (the pixel SVM) have no feature map to weight and
+    own layer). Members without a convolution layer (the SVM) have no feature map to weight and
     are left out: the map explains the networks' share of the decision."""
     with eval_mode(model):
         targets = _targets(model, batch.to(device_of(model)), target_class)

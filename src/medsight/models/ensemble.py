@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -23,12 +24,26 @@ class ProbabilityAverage(nn.Module):
     averaged per output and returned as log-odds (``sigmoid(logit p) == p``).
     """
 
-    def __init__(self, members: Sequence[nn.Module], *, multi_label: bool = False) -> None:
+    def __init__(
+        self,
+        members: Sequence[nn.Module],
+        *,
+        multi_label: bool = False,
+        weights: Sequence[float] | None = None,
+    ) -> None:
         super().__init__()
         if not members:
             raise ValueError("an ensemble needs at least one member")
+        shares = [1.0 / len(members)] * len(members) if weights is None else list(weights)
+        if len(shares) != len(members) or min(shares) < 0 or abs(sum(shares) - 1.0) > 1e-6:
+            raise ValueError(f"member weights must be {len(members)} shares summing to 1")
+        if multi_label and weights is not None:
+            raise ValueError("weighted members are for one label per image")
         self.members = nn.ModuleList(members)
         self.multi_label = multi_label
+        self.shares = shares
+        # not in the state dict: the bundle's spec stores the shares (older bundles: equal)
+        self.register_buffer("weights", torch.tensor(shares), persistent=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.multi_label:
@@ -36,7 +51,27 @@ class ProbabilityAverage(nn.Module):
             mean = mean.clamp(1e-7, 1.0 - 1e-7)
             return mean.log() - (-mean).log1p()
         probabilities = torch.stack([member(x).softmax(dim=-1) for member in self.members])
-        return probabilities.mean(dim=0).clamp_min(1e-12).log()
+        mean = (probabilities * self.weights.to(probabilities.dtype)[:, None, None]).sum(dim=0)
+        return mean.clamp_min(1e-12).log()
+
+
+def share_by_val_loss(
+    labels: np.ndarray,
+    networks: np.ndarray,
+    member: np.ndarray,
+    grid: Sequence[float],
+) -> tuple[float, dict[float, float]]:
+    """The ``member``'s share of the averaged probability, from ``grid``, with the lowest
+    log-loss on labelled (val) images, and every share's loss. ``networks`` and ``member`` are
+    ``(N, classes)`` probabilities; ties go to the smaller share."""
+    rows = np.arange(len(labels))
+    losses = {}
+    for share in sorted(grid):
+        mixed = (1.0 - share) * networks + share * member
+        losses[float(share)] = float(-np.log(np.clip(mixed[rows, labels], 1e-12, None)).mean())
+    lowest = min(losses.values())
+    best = min(share for share, loss in losses.items() if loss <= lowest + 1e-12)
+    return best, losses
 
 
 def member_seed(seed: int, member: int) -> int:

@@ -45,7 +45,7 @@ from medsight.evaluate.thresholds import (
     decide,
     threshold_text,
 )
-from medsight.models.ensemble import ProbabilityAverage, member_seed
+from medsight.models.ensemble import ProbabilityAverage, member_seed, share_by_val_loss
 from medsight.models.imaging import check_input_size
 from medsight.models.pixel_svm import PixelSVM, fit_pixel_svm
 from medsight.models.registry import create_model, get_model_entry
@@ -83,7 +83,7 @@ class TrainedImageModel:
     # None (argmax)
     threshold: float | list[float] | None
     threshold_method: str  # "fixed", "youden on val", "sensitivity 0.95 on val" or "argmax"
-    svm_seconds: float = 0.0  # fitting the pixel SVM member (part of train_seconds)
+    svm_seconds: float = 0.0  # fitting the SVM member (part of train_seconds)
     multi_label: bool = False  # several findings per image, each with its own probability
 
     def predicted_classes(self, probabilities: np.ndarray) -> np.ndarray:
@@ -120,11 +120,13 @@ class ImageRunResult:
 def build_network(spec: dict[str, Any], normalisation: dict[str, list[float]]) -> nn.Module:
     """The registered network named in ``spec`` wrapped with its input standardisation; an
     ensemble of ``spec["ensemble"]`` such networks when that is more than 1, with an (empty)
-    pixel SVM member when ``spec["svm_member"]`` gives its sizes."""
+    SVM member when ``spec["svm_member"]`` gives its sizes (``spec["member_weights"]``: the
+    members' shares, else equal)."""
     networks = [_single_network(spec, normalisation) for _ in range(int(spec.get("ensemble", 1)))]
     multi_label = bool(spec.get("multi_label", False))
     if spec.get("svm_member"):
-        return ProbabilityAverage([*networks, PixelSVM(**spec["svm_member"])])
+        members = [*networks, PixelSVM(**spec["svm_member"])]
+        return ProbabilityAverage(members, weights=spec.get("member_weights"))
     if len(networks) > 1:
         return ProbabilityAverage(networks, multi_label=multi_label)
     return networks[0]
@@ -231,10 +233,14 @@ def train_image_model(
         started = time.perf_counter()
         svm = fit_svm_member(config, splits)
         svm_seconds = time.perf_counter() - started
-        model = ProbabilityAverage([*members, svm])
-        spec["svm_member"] = svm.spec()
+        share = svm_share(config, members, svm, val, tta)
         if distributed is None or distributed.is_main:
-            logger.info("%s, %.1f s", svm.describe(), svm_seconds)
+            logger.info("%s, %.1f s, share %.2f", svm.describe(), svm_seconds, share)
+        if share > 0:
+            weights = [(1.0 - share) / len(members)] * len(members) + [share]
+            model = ProbabilityAverage([*members, svm], weights=weights)
+            spec["svm_member"] = svm.spec()
+            spec["member_weights"] = weights
     predictor = Trainer(
         model, engine_config(config.engine, config.seed, n_train=1, multi_label=multi_label)
     )
@@ -279,13 +285,41 @@ def check_multi_label_config(config: ImageTrainConfig) -> None:
     """Settings that have no multi-label meaning are refused before any training."""
     if config.model.svm_member.enabled:
         raise ConfigError(
-            "the pixel SVM member is for one label per image; turn it off "
+            "the SVM member is for one label per image; turn it off "
             "(model.svm_member.enabled: false) for multi-label data."
         )
 
 
+def svm_share(
+    config: ImageTrainConfig,
+    networks: list[nn.Module],
+    svm: PixelSVM,
+    val: ImageTensorDataset,
+    tta: list[str],
+) -> float:
+    """The SVM member's share of the averaged probability: the setting, or with ``"val"`` the
+    share in ``weight_grid`` whose mixture has the lowest log-loss on the val split."""
+    settings = config.model.svm_member
+    if settings.weight != "val":
+        return float(settings.weight)
+    engine = engine_config(config.engine, config.seed, n_train=1)
+    views = tta_functions(tta)
+    network_probabilities = Trainer(ProbabilityAverage(networks), engine).predict_proba(
+        val, tta=views
+    )
+    svm_probabilities = Trainer(svm, engine).predict_proba(val, tta=views)
+    share, losses = share_by_val_loss(
+        np.asarray(val.labels), network_probabilities, svm_probabilities, settings.weight_grid
+    )
+    logger.info(
+        "SVM member share by val log-loss: %s",
+        ", ".join(f"{k:g}: {v:.3f}" for k, v in losses.items()),
+    )
+    return share
+
+
 def fit_svm_member(config: ImageTrainConfig, splits: ImageSplits) -> PixelSVM:
-    """The pixel SVM member fitted on the train split, also on the test-time flips of each
+    """The SVM member fitted on the train split, also on the test-time flips of each
     image (the views it will be asked about), seeded by the run's seed."""
     settings = config.model.svm_member
     return fit_pixel_svm(
@@ -293,11 +327,16 @@ def fit_svm_member(config: ImageTrainConfig, splits: ImageSplits) -> PixelSVM:
         splits.train.labels,
         len(splits.class_names),
         views=tta_functions(tta_names(config.augment)),
-        components=settings.components,
+        components=settings.n_components(),
         c_grid=settings.c_grid,
         folds=settings.folds,
         max_train=settings.max_train,
         seed=config.seed,
+        scattering=(
+            (settings.scattering_scale, settings.orientations)
+            if settings.features == "scattering"
+            else None
+        ),
     )
 
 

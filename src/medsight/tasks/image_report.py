@@ -202,7 +202,7 @@ def build_image_report(
             "Where the network looked for its predicted class: correct and wrong test cases. "
             "Warm colours mark the regions that raised the predicted class's score."
             + (
-                " The maps explain the networks; the pixel SVM member has no feature map."
+                " The maps explain the networks; the SVM member has no feature map."
                 if svm_member(trained.model) is not None
                 else ""
             ),
@@ -317,12 +317,16 @@ def _per_class_table(metrics: dict[str, Estimate], names: list[str]) -> pd.DataF
 
 
 def _model_name(config: ImageTrainConfig, trained: TrainedImageModel) -> str:
-    """E.g. ``small_cnn, ensemble of 5 and a pixel SVM (...) (mean probability)``."""
+    """E.g. ``small_cnn, ensemble of 5 and a scattering SVM (...) with a share of 0.5 (mean
+    probability)``."""
     members = config.model.ensemble
     svm = svm_member(trained.model)
     name = config.model.name + (f", ensemble of {members}" if members > 1 else "")
     if svm is not None:
         name += f" and a {svm.describe()}"
+        shares = trained.model_spec.get("member_weights")
+        if shares:
+            name += f" with a share of {shares[-1]:.2g}"
     return name + (" (mean probability)" if members > 1 or svm is not None else "")
 
 
