@@ -223,6 +223,10 @@ def run(data: str, seeds: list[int], model_name: str | None = None) -> dict[str,
             "train_seconds": trained.train_seconds,
             "train_wall_seconds": wall_seconds,
             "svm_seconds": trained.svm_seconds,
+            # the SVM member's share of the averaged probability, chosen on val (0: left out)
+            "svm_share": (trained.model_spec.get("member_weights") or [0.0])[-1]
+            if config.model.svm_member.enabled
+            else None,
             # the networks' training passes (the SVM member's fit is not image throughput)
             "images_per_second": images / (trained.train_seconds - trained.svm_seconds),
             "novel_test": novel_test_metrics(splits, trained.test_probabilities, positive, audit),

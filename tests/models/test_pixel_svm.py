@@ -125,3 +125,72 @@ def test_an_ensemble_with_the_svm_exports_to_onnx_within_1e_4(tmp_path: Path) ->
         gradcam(network, images[:4], target_class=1),
         atol=1e-6,
     )
+
+
+def test_scattering_member_is_the_same_pipeline_on_scattering_coefficients() -> None:
+    """With ``scattering`` the machine sees the log scattering coefficients: its log-odds are an
+    affine map of a scikit-learn SVC fitted on those coefficients independently."""
+    from sklearn.decomposition import PCA
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+    from sklearn.svm import SVC
+
+    from medsight.models.scattering import Scattering2d
+
+    images, labels = _blobs(80, 2, size=16, seed=4)
+    labels = (labels + (np.random.default_rng(5).random(80) < 0.15)) % 2
+    model = fit_pixel_svm(images, labels, 2, components=12, c_grid=[1.0], scattering=(2, 4))
+    spec = model.spec()
+    assert spec["scattering"] == {"size": [16, 16], "scale": 2, "orientations": 4}
+    assert spec["n_inputs"] == Scattering2d((16, 16), 2, 4).n_features(1) == (1 + 8 + 16) * 16
+    with torch.no_grad():
+        features = Scattering2d((16, 16), 2, 4)(torch.from_numpy(images)).double().numpy()
+    projected = make_pipeline(StandardScaler(), PCA(12, random_state=0)).fit_transform(features)
+    svc = make_pipeline(
+        StandardScaler(),
+        PCA(12, random_state=0),
+        SVC(C=1.0, gamma=1.0 / (12 * projected.var()), class_weight="balanced"),
+    ).fit(features, labels)
+    new, _ = _blobs(30, 2, size=16, seed=6)
+    with torch.no_grad():
+        decision = svc.decision_function(
+            Scattering2d((16, 16), 2, 4)(torch.from_numpy(new)).double().numpy()
+        )
+    logits = _logits(model, new)[:, 1]
+    slope, offset = np.polyfit(decision, logits, 1)
+    assert slope > 0 and np.abs(slope * decision + offset - logits).max() < 1e-3
+    rebuilt = PixelSVM(**spec)
+    rebuilt.load_state_dict(model.state_dict())
+    assert np.array_equal(_logits(rebuilt.eval(), new), _logits(model, new))
+    assert rebuilt.describe().startswith("scattering SVM (J 2, L 4, 12 PCA components")
+
+
+def test_specs_saved_before_scattering_rebuild_a_pixel_machine() -> None:
+    images, labels = _blobs(40, 2)
+    model = fit_pixel_svm(images, labels, 2, components=4)
+    old_spec = {k: v for k, v in model.spec().items() if k != "scattering"}  # session 11-14
+    rebuilt = PixelSVM(**old_spec)
+    rebuilt.load_state_dict(model.state_dict())
+    assert rebuilt.scattering is None and rebuilt.describe().startswith("pixel SVM")
+    assert np.array_equal(_logits(rebuilt.eval(), images), _logits(model, images))
+
+
+def test_a_weighted_ensemble_with_a_scattering_svm_exports_to_onnx(tmp_path: Path) -> None:
+    from medsight.deploy.onnx import OnnxClassifier, export_onnx
+    from medsight.tasks.image import build_network
+
+    images, labels = _blobs(60, 2, size=28, seed=7)
+    torch.manual_seed(1)
+    network = build_network(
+        {"name": "small_cnn", "params": {"width": 4}, "in_channels": 1, "num_classes": 2},
+        {"mean": [0.5], "std": [0.25]},
+    ).eval()
+    svm = fit_pixel_svm(images, labels, 2, components=10, scattering=(3, 8))
+    ensemble = ProbabilityAverage([network, svm], weights=[0.6, 0.4]).eval()
+    path = export_onnx(ensemble, tmp_path / "model.onnx", input_shape=(1, 28, 28))
+    onnx = OnnxClassifier(path, threads=1).predict_proba(images)
+    with torch.no_grad():
+        eager = ensemble(torch.from_numpy(images)).softmax(dim=1).numpy()
+        parts = [m(torch.from_numpy(images)).softmax(dim=1).numpy() for m in (network, svm)]
+    assert np.abs(onnx - eager).max() <= 1e-4
+    assert np.abs(0.6 * parts[0] + 0.4 * parts[1] - eager).max() < 1e-6

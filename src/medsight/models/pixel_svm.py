@@ -8,13 +8,13 @@ scratch, and differently (docs/architecture.md).
 
 scikit-learn fits it: features -> ``StandardScaler`` -> ``PCA`` -> a balanced RBF ``SVC`` with C
 chosen by grouped cross-validated AUROC, then Platt scaling, a logistic regression on the
-out-of-fold
-decision values. :class:`PixelSVM` re-states the fitted arithmetic in torch so that
-the machine sits in :class:`~medsight.models.ensemble.ProbabilityAverage` beside the CNNs, is
-saved in the same state dict and exports to ONNX with them. This is written by hand because no
-maintained converter turns a scikit-learn pipeline into an ``nn.Module`` that can be rebuilt
-from a spec and composed with other modules (hummingbird-ml builds its own executor and lags
-scikit-learn releases); the arithmetic is a projection, a kernel and a sigmoid.
+out-of-fold decision values. :class:`PixelSVM` re-states the fitted arithmetic in torch (the
+scattering as fixed convolutions) so that the machine sits in
+:class:`~medsight.models.ensemble.ProbabilityAverage` beside the CNNs, is saved in the same
+state dict and exports to ONNX with them. This is written by hand because no maintained
+converter turns a scikit-learn pipeline into an ``nn.Module`` that can be rebuilt from a spec and
+composed with other modules (hummingbird-ml builds its own executor and lags scikit-learn
+releases); the arithmetic is a projection, a kernel and a sigmoid.
 
 Two classes: one machine, positive class 1. More classes: one machine per class against the
 rest; the softmax of their Platt log-odds gives the probabilities.

@@ -232,8 +232,8 @@ def train_image_model(
     if config.model.svm_member.enabled:
         started = time.perf_counter()
         svm = fit_svm_member(config, splits)
-        svm_seconds = time.perf_counter() - started
         share = svm_share(config, members, svm, val, tta)
+        svm_seconds = time.perf_counter() - started
         if distributed is None or distributed.is_main:
             logger.info("%s, %.1f s, share %.2f", svm.describe(), svm_seconds, share)
         if share > 0:
