@@ -202,7 +202,8 @@ def run(data: str, seeds: list[int], model_name: str | None = None) -> dict[str,
     per_seed, last_model = [], None
     for seed in seeds:
         seeded = config.model_copy(update={"seed": seed})
-        svm = " and an SVM member" if config.model.svm_member.enabled else ""
+        with_svm = config.model.svm_member.active(splits.train.multi_label)
+        svm = " and an SVM member" if with_svm else ""
         log(f"seed {seed}: training {config.model.ensemble} x {config.model.name}{svm}")
         started = time.perf_counter()
         trained = train_image_model(seeded, splits, progress=False)
@@ -225,7 +226,7 @@ def run(data: str, seeds: list[int], model_name: str | None = None) -> dict[str,
             "svm_seconds": trained.svm_seconds,
             # the SVM member's share of the averaged probability, chosen on val (0: left out)
             "svm_share": (trained.model_spec.get("member_weights") or [0.0])[-1]
-            if config.model.svm_member.enabled
+            if with_svm
             else None,
             # the networks' training passes (the SVM member's fit is not image throughput)
             "images_per_second": images / (trained.train_seconds - trained.svm_seconds),
@@ -253,7 +254,7 @@ def run(data: str, seeds: list[int], model_name: str | None = None) -> dict[str,
         "data": splits.source,
         "model": config.model.name,
         "ensemble": config.model.ensemble,
-        "svm_member": config.model.svm_member.enabled,
+        "svm_member": config.model.svm_member.active(splits.train.multi_label),
         "threads": THREADS,
         "seeds": per_seed,
         "auroc_mean": auroc_mean,

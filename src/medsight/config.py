@@ -185,9 +185,9 @@ class SvmMemberConfig(_Strict):
     """An RBF SVM averaged with the networks as one more member (medsight.models.pixel_svm):
     wavelet scattering coefficients (or the pixels), standardised, PCA, C by grouped CV AUROC."""
 
-    # off: on BreastMNIST CV it raised ensemble AUROC by 0.010 on two fold sets (exploratory
-    # version) but by -0.003 on a third, pre-registered check of this build (docs/architecture.md)
-    enabled: bool = False
+    # auto: on for one label per image (skipped, with a warning, where it cannot be fitted), off
+    # for multi-label data; true: on, and an error where it cannot be
+    enabled: bool | Literal["auto"] = False
     # scattering: log wavelet scattering coefficients (medsight.models.scattering), stable to small
     # shifts and deformations; pixels: the (average-pooled) pixels themselves
     features: Literal["scattering", "pixels"] = "scattering"
@@ -215,6 +215,10 @@ class SvmMemberConfig(_Strict):
         if isinstance(value, float) and not 0.0 < value < 1.0:
             raise ValueError('weight must be in (0, 1) or "val"')
         return value
+
+    def active(self, multi_label: bool) -> bool:
+        """Whether a run on one-label (or multi-label) data gets the member."""
+        return self.enabled is True or (self.enabled == "auto" and not multi_label)
 
     def n_components(self) -> int:
         """PCA components: the setting, else 100 for scattering and 50 for pixels."""

@@ -164,3 +164,26 @@ def test_multi_label_ensemble_averages_each_findings_sigmoid() -> None:
         got = model(x).sigmoid()  # log-odds of the mean probability
     assert torch.allclose(got, expected, atol=1e-6)
     assert not torch.allclose(got.sum(dim=1), torch.ones(5), atol=1e-3)
+
+
+def test_auto_svm_member_is_skipped_with_a_warning_where_it_cannot_be_fitted(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from medsight.errors import DataError
+    from medsight.io.images import ImageSet
+    from medsight.tasks.image import fit_svm_member
+    from medsight.tasks.image_data import ImageSplits
+
+    rng = np.random.default_rng(0)
+    images = rng.random((12, 1, 16, 16)).astype(np.float32)
+    labels = np.array([0] * 11 + [1])  # one image of class 1: no grouped folds possible
+    part = ImageSet(images, labels, ["a", "b"])
+    splits = ImageSplits(part, part, part, "tiny", official_splits=False)
+    config = ImageTrainConfig(data=ImageDataConfig(path="tiny"))
+    config.model.svm_member.enabled = "auto"
+    with caplog.at_level(logging.WARNING, logger="medsight.tasks.image"):
+        assert fit_svm_member(config, splits) is None
+    assert any("no SVM member" in r.getMessage() for r in caplog.records)
+    config.model.svm_member.enabled = True
+    with pytest.raises(DataError, match="at least 2 training images of every class"):
+        fit_svm_member(config, splits)

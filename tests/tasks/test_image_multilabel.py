@@ -27,6 +27,7 @@ def _config(npz: Path, out: Path) -> ImageTrainConfig:
     config = ImageTrainConfig(data=ImageDataConfig(path=str(npz)), output_dir=out, name="ml")
     config.model.ensemble = 2
     config.model.params = {"width": 8}
+    config.model.svm_member.enabled = "auto"  # on for one label per image only
     config.engine.epochs = 4
     config.evaluation.n_bootstrap = 200
     config.evaluation.gradcam_cases = 4
@@ -46,6 +47,7 @@ def test_each_finding_is_learnt_and_reported(findings_run) -> None:
     assert metrics["macro_auroc"]["value"] > 0.9
     assert {"accuracy", "exact_match", "0/auroc", "2/sensitivity"} <= set(metrics)
     assert result.trained.multi_label and result.trained.test_probabilities.shape == (120, 3)
+    assert "svm_member" not in result.trained.model_spec  # "auto" leaves multi-label data alone
     html = (result.run_dir / "report.html").read_text()
     assert "Per finding" in html and "Exact match" in html and "several findings" in html
     summary = html.split("Per finding")[0]

@@ -161,7 +161,8 @@ def train(
         bool | None,
         typer.Option(
             "--svm-member/--no-svm-member",
-            help="Images: average an RBF SVM on the pixels with the networks as one more member.",
+            help="Images: average an RBF SVM on wavelet scattering coefficients with the networks "
+            "(its share chosen on val).",
         ),
     ] = None,
     resume: Annotated[

@@ -32,7 +32,7 @@ from medsight.data.image_audit import (
     ImageAudit,
     audit_images,
 )
-from medsight.errors import ConfigError
+from medsight.errors import ConfigError, DataError
 from medsight.evaluate.bootstrap import (
     Estimate,
     binary_metrics_with_ci,
@@ -229,14 +229,14 @@ def train_image_model(
             )
     tta = tta_names(config.augment) if config.engine.tta else []
     svm_seconds = 0.0
-    if config.model.svm_member.enabled:
+    if config.model.svm_member.active(multi_label):
         started = time.perf_counter()
         svm = fit_svm_member(config, splits)
-        share = svm_share(config, members, svm, val, tta)
+        share = svm_share(config, members, svm, val, tta) if svm is not None else 0.0
         svm_seconds = time.perf_counter() - started
-        if distributed is None or distributed.is_main:
+        if svm is not None and (distributed is None or distributed.is_main):
             logger.info("%s, %.1f s, share %.2f", svm.describe(), svm_seconds, share)
-        if share > 0:
+        if svm is not None and share > 0:
             weights = [(1.0 - share) / len(members)] * len(members) + [share]
             model = ProbabilityAverage([*members, svm], weights=weights)
             spec["svm_member"] = svm.spec()
@@ -283,7 +283,7 @@ def train_image_model(
 
 def check_multi_label_config(config: ImageTrainConfig) -> None:
     """Settings that have no multi-label meaning are refused before any training."""
-    if config.model.svm_member.enabled:
+    if config.model.svm_member.enabled is True:
         raise ConfigError(
             "the SVM member is for one label per image; turn it off "
             "(model.svm_member.enabled: false) for multi-label data."
@@ -318,9 +318,21 @@ def svm_share(
     return share
 
 
-def fit_svm_member(config: ImageTrainConfig, splits: ImageSplits) -> PixelSVM:
+def fit_svm_member(config: ImageTrainConfig, splits: ImageSplits) -> PixelSVM | None:
     """The SVM member fitted on the train split, also on the test-time flips of each
-    image (the views it will be asked about), seeded by the run's seed."""
+    image (the views it will be asked about), seeded by the run's seed. With ``enabled: auto``
+    a training split it cannot be fitted on gives a warning and no member (None)."""
+    settings = config.model.svm_member
+    try:
+        return _fit_svm_member(config, splits)
+    except DataError as error:
+        if settings.enabled is True:
+            raise
+        logger.warning("no SVM member: %s", error)
+        return None
+
+
+def _fit_svm_member(config: ImageTrainConfig, splits: ImageSplits) -> PixelSVM:
     settings = config.model.svm_member
     return fit_pixel_svm(
         splits.train.images,
