@@ -201,11 +201,7 @@ def build_image_report(
             "Grad-CAM examples",
             "Where the network looked for its predicted class: correct and wrong test cases. "
             "Warm colours mark the regions that raised the predicted class's score."
-            + (
-                " The maps explain the networks; the SVM member has no feature map."
-                if svm_member(trained.model) is not None
-                else ""
-            ),
+            + _svm_caveat(trained),
         )
         for example in examples:
             verdict = "correct" if example.correct else "WRONG"
@@ -316,6 +312,17 @@ def _per_class_table(metrics: dict[str, Estimate], names: list[str]) -> pd.DataF
     return pd.DataFrame(rows)
 
 
+def _svm_caveat(trained: TrainedImageModel) -> str:
+    """What Grad-CAM leaves out when an SVM member shares the decision."""
+    if svm_member(trained.model) is None:
+        return ""
+    svm_share = trained.model.shares[-1]  # an SVM member sits last in a ProbabilityAverage
+    return (
+        f" The maps explain the networks, {1 - svm_share:.0%} of the averaged probability; "
+        "the SVM member has no feature map."
+    )
+
+
 def _model_name(config: ImageTrainConfig, trained: TrainedImageModel) -> str:
     """E.g. ``small_cnn, ensemble of 5 and a scattering SVM (...) with a share of 0.5 (mean
     probability)``."""
@@ -324,9 +331,7 @@ def _model_name(config: ImageTrainConfig, trained: TrainedImageModel) -> str:
     name = config.model.name + (f", ensemble of {members}" if members > 1 else "")
     if svm is not None:
         name += f" and a {svm.describe()}"
-        shares = trained.model_spec.get("member_weights")
-        if shares:
-            name += f" with a share of {shares[-1]:.2g}"
+        name += f" with a share of {trained.model.shares[-1]:.2g}"
     return name + (" (mean probability)" if members > 1 or svm is not None else "")
 
 
