@@ -178,12 +178,13 @@ def summarise(out: Path, members: int | None = None) -> dict[str, Any]:
     for path in files:
         saved = np.load(path)
         probabilities = saved["probabilities"][:members]
-        used = probabilities.shape[0]
+        count = probabilities.shape[0]
+        used = max(used, count)  # folds whose SVM member was left out have one fewer
         # the saved operating point was chosen for the whole ensemble; fewer members: argmax
-        whole = used == saved["probabilities"].shape[0] and "threshold" in saved.files
+        whole = count == saved["probabilities"].shape[0] and "threshold" in saved.files
         point = (float(saved["threshold"]), int(saved["positive_index"])) if whole else ()
         # the product's shares for the whole ensemble (files before session 15: equal)
-        shares = np.full(used, 1.0 / used)
+        shares = np.full(count, 1.0 / count)
         if whole and "member_weights" in saved.files:
             shares = saved["member_weights"]
         ensemble = np.tensordot(shares, probabilities.mean(axis=1), axes=1)
