@@ -235,7 +235,8 @@ def train_image_model(
         share = svm_share(config, members, svm, val, tta) if svm is not None else 0.0
         svm_seconds = time.perf_counter() - started
         if svm is not None and (distributed is None or distributed.is_main):
-            logger.info("%s, %.1f s, share %.2f", svm.describe(), svm_seconds, share)
+            verdict = f"share {share:.2f}" if share > 0 else "left out (share 0 on val)"
+            logger.info("%s, %.1f s, %s", svm.describe(), svm_seconds, verdict)
         if svm is not None and share > 0:
             weights = [(1.0 - share) / len(members)] * len(members) + [share]
             model = ProbabilityAverage([*members, svm], weights=weights)
