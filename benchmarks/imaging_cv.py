@@ -124,6 +124,7 @@ def run_fold(config: ImageTrainConfig, splits: ImageSplits) -> dict[str, Any]:
         "views": np.array(["identity", *trained.tta]),
         # each member's share of the averaged probability (an SVM member's is chosen on val)
         "member_weights": shares,
+        "svm_share": np.array(shares[-1] if "svm_member" in trained.model_spec else 0.0),
         # the model's operating point, chosen on the fold's inner val split (binary models)
         "threshold": np.array(_binary_threshold(trained.threshold), dtype=float),
         "positive_index": np.array(
@@ -202,7 +203,8 @@ def summarise(out: Path, members: int | None = None) -> dict[str, Any]:
                 "fold": path.stem,
                 **row,
                 "single_network_auroc": statistics.fmean(single),
-                "last_member_share": float(shares[-1]),
+                # the SVM member's share chosen on the inner val split (0: left out or off)
+                "svm_share": float(saved["svm_share"]) if "svm_share" in saved.files else None,
                 "seconds_per_network": float(saved["member_train_seconds"][:members].mean()),
             }
         )

@@ -69,7 +69,7 @@ def test_runs_a_fold_and_summarises_fewer_members(tmp_path: Path) -> None:
     assert saved["views"].tolist() == ["identity", "flip_horizontal"]
     assert saved["seen_in_training"].shape == saved["labels"].shape
     assert saved["member_weights"].tolist() == [0.25, 0.25, 0.5]  # two networks, the SVM
-    assert summary["folds"][0]["last_member_share"] == 0.5
+    assert summary["folds"][0]["svm_share"] == float(saved["svm_share"]) == 0.5
     ensemble = np.tensordot(saved["member_weights"], saved["probabilities"].mean(axis=1), axes=1)
     positive, threshold = int(saved["positive_index"]), float(saved["threshold"])
     assert positive == 1 and 0 < threshold <= 1 and threshold != 0.5  # not the fixed cut
