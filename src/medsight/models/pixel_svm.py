@@ -26,6 +26,7 @@ import logging
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -66,16 +67,12 @@ def member_features(
     return scattering(images)
 
 
-def _scattering(spec: dict[str, object] | None) -> Scattering2d | None:
+def _scattering(spec: dict[str, Any] | None) -> Scattering2d | None:
+    """The transform a spec ``{"size": [h, w], "scale": J, "orientations": L}`` describes."""
     if not spec:
         return None
-    size = spec["size"]
-    assert isinstance(size, list | tuple)
-    return Scattering2d(
-        (int(size[0]), int(size[1])),
-        int(spec["scale"]),
-        int(spec["orientations"]),  # type: ignore[call-overload]
-    )
+    height, width = spec["size"]
+    return Scattering2d((int(height), int(width)), int(spec["scale"]), int(spec["orientations"]))
 
 
 class RBFMachine(nn.Module):
@@ -111,7 +108,7 @@ class PixelSVM(nn.Module):
         support_counts: Sequence[int],
         pooling: int = 1,
         c: Sequence[float] = (),
-        scattering: dict[str, object] | None = None,
+        scattering: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
         self.pooling = int(pooling)
