@@ -231,8 +231,12 @@ def train_image_model(
     svm_seconds = 0.0
     if config.model.svm_member.active(multi_label):
         started = time.perf_counter()
-        svm = fit_svm_member(config, splits)
-        share = svm_share(config, members, svm, val, tta) if svm is not None else 0.0
+        svm, share = None, 0.0
+        if distributed is None or distributed.is_main:  # one fit, shared with the other ranks
+            svm = fit_svm_member(config, splits)
+            share = svm_share(config, members, svm, val, tta) if svm is not None else 0.0
+        if distributed is not None:
+            svm, share = distributed.broadcast_object((svm, share))
         svm_seconds = time.perf_counter() - started
         if svm is not None and (distributed is None or distributed.is_main):
             verdict = f"share {share:.2f}" if share > 0 else "left out (share 0 on val)"

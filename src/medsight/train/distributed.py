@@ -101,7 +101,12 @@ class DistributedContext:
     def __enter__(self) -> DistributedContext:
         return self
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(self, exc_type: object, *exc: object) -> None:
+        # after a clean run every rank waits for the others before the group is torn down, so
+        # that none closes its connections while a peer's last collective is still in flight (a
+        # gloo rank can abort at exit otherwise); after an error the peers may be gone: no wait
+        if exc_type is None and self.owns_group and self.is_distributed:
+            self.barrier()
         self.cleanup()
 
 
