@@ -225,9 +225,7 @@ def run(data: str, seeds: list[int], model_name: str | None = None) -> dict[str,
             "train_wall_seconds": wall_seconds,
             "svm_seconds": trained.svm_seconds,
             # the SVM member's share of the averaged probability, chosen on val (0: left out)
-            "svm_share": (trained.model_spec.get("member_weights") or [0.0])[-1]
-            if with_svm
-            else None,
+            "svm_share": trained.svm_share if with_svm else None,
             # the networks' training passes (the SVM member's fit is not image throughput)
             "images_per_second": images / (trained.train_seconds - trained.svm_seconds),
             "novel_test": novel_test_metrics(splits, trained.test_probabilities, positive, audit),

@@ -124,7 +124,7 @@ def run_fold(config: ImageTrainConfig, splits: ImageSplits) -> dict[str, Any]:
         "views": np.array(["identity", *trained.tta]),
         # each member's share of the averaged probability (an SVM member's is chosen on val)
         "member_weights": shares,
-        "svm_share": np.array(shares[-1] if "svm_member" in trained.model_spec else 0.0),
+        "svm_share": np.array(trained.svm_share),
         # the model's operating point, chosen on the fold's inner val split (binary models)
         "threshold": np.array(_binary_threshold(trained.threshold), dtype=float),
         "positive_index": np.array(

@@ -41,9 +41,13 @@ class ProbabilityAverage(nn.Module):
             raise ValueError("weighted members are for one label per image")
         self.members = nn.ModuleList(members)
         self.multi_label = multi_label
-        self.shares = shares
         # not in the state dict: the bundle's spec stores the shares (older bundles: equal)
-        self.register_buffer("weights", torch.tensor(shares), persistent=False)
+        self.register_buffer("weights", torch.tensor(shares, dtype=torch.float64), persistent=False)
+
+    @property
+    def shares(self) -> list[float]:
+        """Each member's share of the averaged probability."""
+        return [float(share) for share in self.weights]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.multi_label:

@@ -114,8 +114,7 @@ class PixelSVM(nn.Module):
         self.pooling = int(pooling)
         self.c = [float(value) for value in c]  # each machine's chosen C (for reports)
         # {"size": [h, w], "scale": J, "orientations": L} of the pooled images, or None (pixels)
-        self.scattering_spec = dict(scattering) if scattering else None
-        self.scattering = _scattering(self.scattering_spec)
+        self.scattering = _scattering(scattering)
         self.binary = len(support_counts) == 1
         # standardisation and PCA folded into one affine map: z = x @ projection.T - offset
         self.register_buffer("projection", torch.zeros(n_components, n_inputs))
@@ -130,7 +129,13 @@ class PixelSVM(nn.Module):
             "support_counts": [machine.support.shape[0] for machine in self.machines],
             "pooling": self.pooling,
             "c": self.c,
-            "scattering": self.scattering_spec,
+            "scattering": None
+            if self.scattering is None
+            else {
+                "size": list(self.scattering.size),
+                "scale": self.scattering.scale,
+                "orientations": self.scattering.orientations,
+            },
         }
 
     def describe(self) -> str:

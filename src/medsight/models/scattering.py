@@ -64,10 +64,11 @@ class Scattering2d(nn.Module):
         self.orientations = int(orientations)
         side = min(self.size)
         slant = 4.0 / self.orientations
-        # wavelet (j, level): scale j applied to a map already subsampled 2**level times
+        # wavelet (j, level): scale j applied to a map already subsampled 2**level times; order 1
+        # applies every scale to the image (level 0), order 2 the coarser scales to level j1 maps
         for level in range(self.scale):
             level_side = math.ceil(side / 2**level)
-            for j in range(level, self.scale):
+            for j in range(level if level == 0 else level + 1, self.scale):
                 sigma = 0.8 * 2 ** (j - level)
                 half = kernel_half_width(sigma, slant, level_side)
                 kernels = [

@@ -94,6 +94,12 @@ class TrainedImageModel:
         )
 
     @property
+    def svm_share(self) -> float:
+        """The SVM member's share of the averaged probability (0 without one)."""
+        shares = self.model_spec.get("member_weights")
+        return float(shares[-1]) if shares and "svm_member" in self.model_spec else 0.0
+
+    @property
     def best_epochs(self) -> list[int]:
         return [fit.best_epoch for fit in self.fits]
 

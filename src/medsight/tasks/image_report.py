@@ -316,9 +316,8 @@ def _svm_caveat(trained: TrainedImageModel) -> str:
     """What Grad-CAM leaves out when an SVM member shares the decision."""
     if svm_member(trained.model) is None:
         return ""
-    svm_share = trained.model.shares[-1]  # an SVM member sits last in a ProbabilityAverage
     return (
-        f" The maps explain the networks, {1 - svm_share:.0%} of the averaged probability; "
+        f" The maps explain the networks, {1 - trained.svm_share:.0%} of the averaged probability; "
         "the SVM member has no feature map."
     )
 
@@ -331,7 +330,7 @@ def _model_name(config: ImageTrainConfig, trained: TrainedImageModel) -> str:
     name = config.model.name + (f", ensemble of {members}" if members > 1 else "")
     if svm is not None:
         name += f" and a {svm.describe()}"
-        name += f" with a share of {trained.model.shares[-1]:.2g}"
+        name += f" with a share of {trained.svm_share:.2g}"
     return name + (" (mean probability)" if members > 1 or svm is not None else "")
 
 
