@@ -118,7 +118,7 @@ def test_svm_member_run_bundles_reports_and_reloads(
     assert "scattering SVM (J 3, L 8" in bundle.model_card
     report = result.report_path.read_text()
     assert f"with a share of {share:.2g}" in report
-    assert f"networks, {1 - share:.0%} of the averaged probability; the SVM member" in report
+    assert f"The SVM member ({share:.0%} of the averaged probability) has no feature map" in report
     assert list((result.run_dir / "gradcam").glob("*.png"))
 
 

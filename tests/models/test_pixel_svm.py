@@ -119,11 +119,10 @@ def test_an_ensemble_with_the_svm_exports_to_onnx_within_1e_4(tmp_path: Path) ->
     with torch.no_grad():
         eager = ensemble(torch.from_numpy(images)).softmax(dim=1).numpy()
     assert np.abs(onnx - eager).max() <= 1e-4
-    # Grad-CAM explains the network member only: the SVM has no feature map
-    assert np.allclose(
-        gradcam(ensemble, images[:4], target_class=1),
-        gradcam(network, images[:4], target_class=1),
-        atol=1e-6,
+    # the map covers both members: the network's Grad-CAM and the SVM's occlusion map
+    both = gradcam(ensemble, images[:4], target_class=1)
+    assert both.shape == (4, 28, 28) and not np.allclose(
+        both, gradcam(network, images[:4], target_class=1), atol=1e-2
     )
 
 
@@ -194,3 +193,50 @@ def test_a_weighted_ensemble_with_a_scattering_svm_exports_to_onnx(tmp_path: Pat
         parts = [m(torch.from_numpy(images)).softmax(dim=1).numpy() for m in (network, svm)]
     assert np.abs(onnx - eager).max() <= 1e-4
     assert np.abs(0.6 * parts[0] + 0.4 * parts[1] - eager).max() < 1e-6
+
+
+def _quadrant_means(maps: np.ndarray) -> np.ndarray:
+    """``(N, 4)``: each map's mean over its quarters (top-left, top-right, bottom-left, -right)."""
+    half = maps.shape[-1] // 2
+    quarters = [maps[:, r : r + half, c : c + half] for r in (0, half) for c in (0, half)]
+    return np.stack([q.mean(axis=(1, 2)) for q in quarters], axis=1)
+
+
+@pytest.mark.parametrize("scattering", [None, (2, 8)], ids=["pixels", "scattering"])
+def test_the_svm_map_marks_the_square_that_decides_the_class(
+    scattering: tuple[int, int] | None,
+) -> None:
+    """Class 0 has its bright square top-left, class 1 top-right: each class's map on its own
+    images is strongest in that quarter."""
+    from medsight.explain.gradcam import gradcam
+
+    images, labels = _blobs(80, 2, size=32, seed=8)
+    svm = fit_pixel_svm(images, labels, 2, components=10, scattering=scattering).eval()
+    new, truth = _blobs(20, 2, size=32, seed=9)
+    maps = gradcam(svm, new, target_class=truth.tolist())
+    assert maps.shape == (20, 32, 32) and np.isfinite(maps).all()
+    strongest = _quadrant_means(maps).argmax(axis=1)
+    assert (strongest == truth).mean() >= 0.9  # quarter 0 is top-left, 1 top-right
+
+
+def test_an_ensemble_map_averages_the_members_maps_with_their_shares() -> None:
+    from medsight.explain.gradcam import _normalise, gradcam
+    from medsight.tasks.image import build_network
+
+    images, labels = _blobs(60, 2, size=28, seed=11)
+    torch.manual_seed(2)
+    network = build_network(
+        {"name": "small_cnn", "params": {"width": 4}, "in_channels": 1, "num_classes": 2},
+        {"mean": [0.5], "std": [0.25]},
+    ).eval()
+    svm = fit_pixel_svm(images, labels, 2, components=10, scattering=(3, 8)).eval()
+    ensemble = ProbabilityAverage([network, svm], weights=[0.3, 0.7]).eval()
+    with torch.no_grad():
+        decided = ensemble(torch.from_numpy(images[:6])).argmax(dim=1).tolist()
+    parts = [gradcam(m, images[:6], target_class=decided) for m in (network, svm)]
+    expected = _normalise(0.3 * parts[0] + 0.7 * parts[1])
+    assert np.allclose(gradcam(ensemble, images[:6]), expected, atol=1e-5)
+    assert not np.allclose(expected, parts[0], atol=1e-2)  # the SVM's map counts
+    # a member with a share of 0 takes no part in the decision and none in the map
+    silent = ProbabilityAverage([network, svm], weights=[1.0, 0.0]).eval()
+    assert np.allclose(gradcam(silent, images[:6], target_class=decided), parts[0], atol=1e-5)

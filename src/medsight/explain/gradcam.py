@@ -8,8 +8,9 @@ Captum's ``LayerGradCam`` computes the maps, not ``monai.visualize.GradCAM``: Ca
 hook for one call and removes it, takes one target class per image, and differentiates with
 ``torch.autograd.grad`` so the model's ``.grad`` buffers are never touched. MONAI's wrapper keeps
 its hooks on the model for good, calls ``backward()`` (accumulating parameter gradients) and
-takes one class for the whole batch. An ensemble's map is the mean of its convolutional
-members' maps for the ensemble's class.
+takes one class for the whole batch. An ensemble's map is its members' maps for the ensemble's
+class, averaged with their shares of the probability; a member that declares
+``attribution = "occlusion"`` (the SVM) is mapped by :mod:`medsight.explain.occlusion`.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from torch import nn
 
 from medsight.errors import ConfigError, DataError
 from medsight.evaluate.plots import figure_to_png_base64, figure_to_png_bytes
+from medsight.explain.occlusion import occlusion_map
 from medsight.io.images import channels_last
 from medsight.models.ensemble import ProbabilityAverage
 from medsight.models.state import device_of, eval_mode
@@ -119,6 +121,11 @@ def gradcam(
     batch = _as_batch(images)
     if isinstance(model, ProbabilityAverage) and layer is None:
         return _ensemble_gradcam(model, batch, target_class, batch_size)
+    if getattr(model, "attribution", None) == "occlusion" and layer is None:
+        with eval_mode(model):
+            batch = batch.to(device_of(model))
+            targets = _targets(model, batch, target_class)
+            return _normalise(occlusion_map(model, batch, targets, batch_size=batch_size))
     height, width = batch.shape[-2:]
     name = layer if layer is not None else default_target_layer(model, batch)
     modules = dict(model.named_modules())
@@ -169,19 +176,24 @@ def _ensemble_gradcam(
     target_class: int | Sequence[int] | None,
     batch_size: int,
 ) -> np.ndarray:
-    """The mean of the convolutional members' maps for the ensemble's class (each member at its
-    own layer). Members without a convolution layer (the SVM) have no feature map to weight and
-    are left out: the map explains the networks' share of the decision."""
+    """The members' maps for the ensemble's class, averaged with the members' shares of the
+    probability: the networks' Grad-CAM, the SVM member's occlusion map (its ``attribution``).
+    A member with no share in the decision is left out."""
     with eval_mode(model):
         targets = _targets(model, batch.to(device_of(model)), target_class)
-    convolutional = [member for member in model.members if _has_conv(member)]
-    if not convolutional:
-        raise ConfigError("no member of this ensemble has a Conv2d layer for Grad-CAM to use.")
-    maps = [
-        gradcam(member, batch, target_class=targets, batch_size=batch_size)
-        for member in convolutional
+    mapped = [
+        (member, share)
+        for member, share in zip(model.members, model.shares, strict=True)
+        if share > 0 and (_has_conv(member) or getattr(member, "attribution", None))
     ]
-    return _normalise(np.mean(maps, axis=0).astype(np.float32))
+    if not mapped:
+        raise ConfigError("no member of this ensemble has a feature map or an occlusion map.")
+    total = sum(share for _, share in mapped)
+    maps = [
+        share / total * gradcam(member, batch, target_class=targets, batch_size=batch_size)
+        for member, share in mapped
+    ]
+    return _normalise(np.sum(maps, axis=0).astype(np.float32))
 
 
 def _has_conv(module: nn.Module) -> bool:

@@ -121,6 +121,10 @@ class PixelSVM(nn.Module):
         self.register_buffer("offset", torch.zeros(n_components))
         self.machines = nn.ModuleList(RBFMachine(n, n_components) for n in support_counts)
 
+    # a kernel on flattened features has no feature map for Grad-CAM, and its gradients saturate
+    # near the support vectors: medsight.explain maps it by occlusion (masking regions)
+    attribution = "occlusion"
+
     def spec(self) -> dict[str, object]:
         """The sizes that rebuild this module empty (``PixelSVM(**spec)``) for a state dict."""
         return {

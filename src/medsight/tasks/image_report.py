@@ -201,7 +201,7 @@ def build_image_report(
             "Grad-CAM examples",
             "Where the network looked for its predicted class: correct and wrong test cases. "
             "Warm colours mark the regions that raised the predicted class's score."
-            + _svm_caveat(trained),
+            + _svm_note(trained),
         )
         for example in examples:
             verdict = "correct" if example.correct else "WRONG"
@@ -312,13 +312,14 @@ def _per_class_table(metrics: dict[str, Estimate], names: list[str]) -> pd.DataF
     return pd.DataFrame(rows)
 
 
-def _svm_caveat(trained: TrainedImageModel) -> str:
-    """What Grad-CAM leaves out when an SVM member shares the decision."""
-    if svm_member(trained.model) is None:
+def _svm_note(trained: TrainedImageModel) -> str:
+    """How the maps cover an SVM member that shares the decision."""
+    if svm_member(trained.model) is None or trained.svm_share <= 0:
         return ""
     return (
-        f" The maps explain the networks, {1 - trained.svm_share:.0%} of the averaged probability; "
-        "the SVM member has no feature map."
+        f" The SVM member ({trained.svm_share:.0%} of the averaged probability) has no feature "
+        "map: its part of each map is an occlusion map (how far its probability for the class "
+        "falls when a quarter-sized window of the image is masked), weighted by that share."
     )
 
 
