@@ -203,8 +203,9 @@ def run(data: str, seeds: list[int], model_name: str | None = None) -> dict[str,
     for seed in seeds:
         seeded = config.model_copy(update={"seed": seed})
         with_svm = config.model.svm_member.active(splits.train.multi_label)
-        svm = " and an SVM member" if with_svm else ""
-        log(f"seed {seed}: training {config.model.ensemble} x {config.model.name}{svm}")
+        with_trees = config.model.tree_member.active(splits.train.multi_label)
+        extra = (" + SVM member" if with_svm else "") + (" + tree member" if with_trees else "")
+        log(f"seed {seed}: training {config.model.ensemble} x {config.model.name}{extra}")
         started = time.perf_counter()
         trained = train_image_model(seeded, splits, progress=False)
         wall_seconds = time.perf_counter() - started
@@ -224,10 +225,13 @@ def run(data: str, seeds: list[int], model_name: str | None = None) -> dict[str,
             "train_seconds": trained.train_seconds,
             "train_wall_seconds": wall_seconds,
             "svm_seconds": trained.svm_seconds,
+            "tree_seconds": trained.tree_seconds,
             # the SVM member's share of the averaged probability, chosen on val (0: left out)
             "svm_share": trained.svm_share if with_svm else None,
-            # the networks' training passes (the SVM member's fit is not image throughput)
-            "images_per_second": images / (trained.train_seconds - trained.svm_seconds),
+            "tree_share": trained.tree_share if with_trees else None,
+            # the networks' training passes (the other members' fits are not image throughput)
+            "images_per_second": images
+            / (trained.train_seconds - trained.svm_seconds - trained.tree_seconds),
             "novel_test": novel_test_metrics(splits, trained.test_probabilities, positive, audit),
         }
         per_seed.append(row)
@@ -253,6 +257,7 @@ def run(data: str, seeds: list[int], model_name: str | None = None) -> dict[str,
         "model": config.model.name,
         "ensemble": config.model.ensemble,
         "svm_member": config.model.svm_member.active(splits.train.multi_label),
+        "tree_member": config.model.tree_member.active(splits.train.multi_label),
         "threads": THREADS,
         "seeds": per_seed,
         "auroc_mean": auroc_mean,

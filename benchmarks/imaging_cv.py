@@ -125,6 +125,7 @@ def run_fold(config: ImageTrainConfig, splits: ImageSplits) -> dict[str, Any]:
         # each member's share of the averaged probability (an SVM member's is chosen on val)
         "member_weights": shares,
         "svm_share": np.array(trained.svm_share),
+        "tree_share": np.array(trained.tree_share),
         # the model's operating point, chosen on the fold's inner val split (binary models)
         "threshold": np.array(_binary_threshold(trained.threshold), dtype=float),
         "positive_index": np.array(
@@ -205,6 +206,7 @@ def summarise(out: Path, members: int | None = None) -> dict[str, Any]:
                 "single_network_auroc": statistics.fmean(single),
                 # the SVM member's share chosen on the inner val split (0: left out or off)
                 "svm_share": float(saved["svm_share"]) if "svm_share" in saved.files else None,
+                "tree_share": float(saved["tree_share"]) if "tree_share" in saved.files else None,
                 "seconds_per_network": float(saved["member_train_seconds"][:members].mean()),
             }
         )

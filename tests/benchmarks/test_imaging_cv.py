@@ -57,19 +57,22 @@ def test_runs_a_fold_and_summarises_fewer_members(tmp_path: Path) -> None:
     settings = ["engine.epochs=2", "model.ensemble=2", "model.params.width=4"]
     settings += ["evaluation.threshold=accuracy"]  # an operating point chosen on the inner val
     settings += ["model.svm_member.enabled=true", "model.svm_member.weight=0.5"]  # a 3rd member
+    settings += ["model.tree_member.trees=20"]  # the 4th (on by default), a quarter
     command = [sys.executable, str(SCRIPT), "--data", "phantom", "--out", str(tmp_path)]
     command += ["--n-folds", "2", "--folds", "1"]
     command += [item for setting in settings for item in ("--set", setting)]
     done = subprocess.run(command, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     summary = json.loads(done.stdout.strip().splitlines()[-1])
-    assert summary["members"] == 3 and [f["fold"] for f in summary["folds"]] == ["fold1"]
+    assert summary["members"] == 4 and [f["fold"] for f in summary["folds"]] == ["fold1"]
     saved = np.load(tmp_path / "fold1.npz")
-    assert saved["probabilities"].shape[:2] == (3, 2)  # members x (identity, horizontal flip)
+    assert saved["probabilities"].shape[:2] == (4, 2)  # members x (identity, horizontal flip)
     assert saved["views"].tolist() == ["identity", "flip_horizontal"]
     assert saved["seen_in_training"].shape == saved["labels"].shape
-    assert saved["member_weights"].tolist() == [0.25, 0.25, 0.5]  # two networks, the SVM
-    assert summary["folds"][0]["svm_share"] == float(saved["svm_share"]) == 0.5
+    # two networks and the SVM (half of the rest), then the trees
+    assert saved["member_weights"].tolist() == [0.1875, 0.1875, 0.375, 0.25]
+    assert summary["folds"][0]["svm_share"] == float(saved["svm_share"]) == 0.375
+    assert summary["folds"][0]["tree_share"] == float(saved["tree_share"]) == 0.25
     ensemble = np.tensordot(saved["member_weights"], saved["probabilities"].mean(axis=1), axes=1)
     positive, threshold = int(saved["positive_index"]), float(saved["threshold"])
     assert positive == 1 and 0 < threshold <= 1 and threshold != 0.5  # not the fixed cut

@@ -70,6 +70,7 @@ def test_youden_threshold_is_chosen_on_val_and_used_for_every_decision(tmp_path:
     from medsight.tasks.image_data import load_image_splits
 
     args = ["train", "--data", "phantom", "--epochs", "2", "--ensemble", "1", "--svm-member"]
+    args += ["--no-tree-member"]
     result = runner.invoke(
         app, [*args, "--threshold", "youden", "--output", str(tmp_path), "--name", "op"]
     )
@@ -77,6 +78,7 @@ def test_youden_threshold_is_chosen_on_val_and_used_for_every_decision(tmp_path:
     (run,) = tmp_path.glob("op-*")
     bundle = ImageBundle.load(run / "bundle")
     assert bundle.metadata["model"]["svm_member"]  # --svm-member: the SVM decides too
+    assert "tree_member" not in bundle.metadata["model"]  # --no-tree-member
     threshold, positive = bundle.threshold, bundle.positive_index
     assert bundle.metadata["threshold_method"] == "youden on val"
     assert threshold is not None and positive is not None and threshold != 0.5

@@ -35,11 +35,10 @@ def test_train_under_torchrun_writes_one_run_folder(tmp_path: Path) -> None:
     history = pd.read_csv(runs[0] / "history.csv")
     assert history["train_images"].tolist() == [630] * 4  # both ranks' shards, 2 members
     bundle = ImageBundle.load(runs[0] / "bundle")
-    # the SVM member is fitted once, on rank 0, and shared: the bundle holds networks and SVM
-    assert (
-        bundle.metadata["model"]["svm_member"]
-        and len(bundle.metadata["model"]["member_weights"]) == 3
-    )
+    # the SVM and tree members are fitted once, on rank 0, and shared: the bundle holds the
+    # 2 networks, the SVM and the trees
+    model = bundle.metadata["model"]
+    assert model["svm_member"] and model["tree_member"] and len(model["member_weights"]) == 4
     test = load_image_splits(ImageDataConfig(path="phantom"), seed=ImageTrainConfig().seed).test
     saved = pd.read_csv(runs[0] / "test_predictions.csv")
     assert saved["source"].tolist() == test.sources

@@ -72,20 +72,23 @@ def test_ensemble_run_trains_each_member_and_bundles_them(
     assert not (tmp_path / ".checkpoints" / "ens").exists()
 
 
-def test_svm_member_run_bundles_reports_and_reloads(
+def test_svm_and_tree_members_run_bundles_reports_and_reloads(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     from medsight.models.pixel_svm import PixelSVM, svm_member
+    from medsight.models.tree_member import ScatteringTrees, tree_member
 
     config = ImageTrainConfig(data=ImageDataConfig(path="phantom"), output_dir=tmp_path, name="svm")
     config.model.ensemble = 1
     config.model.params = {"width": 8}
     config.model.svm_member.enabled = True
     config.model.svm_member.weight_grid = [0.25, 0.5]  # the share is chosen on val
+    config.model.tree_member.trees = 40  # on by default; a quarter of the average
     config.engine.epochs = 2
     with caplog.at_level(logging.INFO, logger="medsight.tasks.image"):
         result = run_image(config, progress=False)
-    svm = svm_member(result.trained.model)
+    svm, trees = svm_member(result.trained.model), tree_member(result.trained.model)
+    assert isinstance(trees, ScatteringTrees)
     assert isinstance(svm, PixelSVM) and isinstance(result.trained.model, ProbabilityAverage)
     assert svm.scattering is not None  # the default features
     # the share is the grid value whose mixture has the lowest val log-loss
@@ -96,29 +99,41 @@ def test_svm_member_run_bundles_reports_and_reloads(
         for model in (result.trained.model.members[0], svm)
     )
     share, losses = share_by_val_loss(splits.val.labels, network, machine, [0.25, 0.5])
+    # the trees take a quarter; the network and the SVM keep their proportions in the rest
     shares = result.trained.model_spec["member_weights"]
-    assert shares == [1 - share, share] and result.trained.model.shares == shares
+    assert np.allclose(shares, [0.75 * (1 - share), 0.75 * share, 0.25], atol=1e-12)
+    assert result.trained.model.shares == pytest.approx(shares)
+    assert result.trained.svm_share == pytest.approx(0.75 * share)
+    assert result.trained.tree_share == pytest.approx(0.25)
     assert any(f"{share:g}: {losses[share]:.3f}" in r.getMessage() for r in caplog.records)
     bundle = ImageBundle.load(result.bundle_path)
     assert bundle.metadata["model"]["svm_member"] == svm.spec()
+    assert bundle.metadata["model"]["tree_member"] == trees.spec()
     assert bundle.metadata["model"]["member_weights"] == shares
     onnx = bundle.predict_proba(result.splits.test.images)
     assert np.abs(onnx - result.trained.test_probabilities).max() < 1e-4
     rebuilt = bundle.torch_model()
     assert isinstance(svm_member(rebuilt), PixelSVM)
+    assert isinstance(tree_member(rebuilt), ScatteringTrees)
     images = torch.from_numpy(result.splits.test.images)
     with torch.no_grad():
         eager = rebuilt(images).softmax(-1).numpy()
         trained = result.trained.model.eval()(images).softmax(-1).numpy()
         network_only = rebuilt.members[0](images).softmax(-1).numpy()
-    assert np.abs(eager - trained).max() < 1e-6
-    assert np.abs(network_only - eager).max() > 1e-3  # the SVM member counts
-    machine_only = rebuilt.members[1](images).softmax(-1).numpy()
-    assert np.abs((1 - share) * network_only + share * machine_only - eager).max() < 1e-5
+        machine_only = rebuilt.members[1](images).softmax(-1).numpy()
+        trees_only = rebuilt.members[2](images).softmax(-1).numpy()
+    # 1e-5, not 0: the trained copy is channels-last, and oneDNN rounds convolutions
+    # differently by memory format (the SVM's kernel amplifies 1e-6 in its coefficients)
+    assert np.abs(eager - trained).max() < 1e-4
+    assert min(np.abs(part - eager).max() for part in (network_only, machine_only)) > 1e-3
+    mixture = np.tensordot(shares, [network_only, machine_only, trees_only], axes=1)
+    assert np.abs(mixture - eager).max() < 1e-5
     assert "scattering SVM (J 3, L 8" in bundle.model_card
+    assert "LightGBM on scattering coefficients (J 3, L 8, 40 trees" in bundle.model_card
     report = result.report_path.read_text()
-    assert f"with a share of {share:.2g}" in report
-    assert f"The SVM member ({share:.0%} of the averaged probability) has no feature map" in report
+    assert f"with a share of {0.75 * share:.2g}" in report
+    svm_part = f"the SVM ({0.75 * share:.0%} of the averaged probability)"
+    assert f"{svm_part} and the trees (25%), are mapped by occlusion" in report
     assert list((result.run_dir / "gradcam").glob("*.png"))
 
 
@@ -128,6 +143,7 @@ def test_svm_member_with_no_share_on_val_is_left_out(tmp_path: Path) -> None:
     config.model.params = {"width": 4}
     config.model.svm_member.enabled = True
     config.model.svm_member.weight_grid = [0.0]
+    config.model.tree_member.enabled = False
     config.engine.epochs = 1
     result = run_image(config, progress=False)
     assert not isinstance(result.trained.model, ProbabilityAverage)

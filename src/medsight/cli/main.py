@@ -165,6 +165,14 @@ def train(
             "(its share chosen on val).",
         ),
     ] = None,
+    tree_member: Annotated[
+        bool | None,
+        typer.Option(
+            "--tree-member/--no-tree-member",
+            help="Images: average LightGBM on wavelet scattering coefficients with the other "
+            "members (a quarter of the probability).",
+        ),
+    ] = None,
     resume: Annotated[
         bool, typer.Option(help="Images: continue an interrupted run from its checkpoint.")
     ] = False,
@@ -235,6 +243,7 @@ def train(
             "engine.epochs": epochs,
             "model.ensemble": ensemble,
             "model.svm_member.enabled": svm_member,
+            "model.tree_member.enabled": tree_member,
             "evaluation.threshold": threshold,
             "seed": seed,
             "name": name,

@@ -49,6 +49,7 @@ from medsight.models.ensemble import ProbabilityAverage, member_seed, share_by_v
 from medsight.models.imaging import check_input_size
 from medsight.models.pixel_svm import PixelSVM, fit_pixel_svm
 from medsight.models.registry import create_model, get_model_entry
+from medsight.models.tree_member import ScatteringTrees, fit_scattering_trees
 from medsight.runs import run_name, staged_directory
 from medsight.tasks.image_data import ImageSplits, load_image_splits
 from medsight.train.distributed import DistributedContext, init_from_env
@@ -85,6 +86,7 @@ class TrainedImageModel:
     threshold_method: str  # "fixed", "youden on val", "sensitivity 0.95 on val" or "argmax"
     svm_seconds: float = 0.0  # fitting the SVM member (part of train_seconds)
     multi_label: bool = False  # several findings per image, each with its own probability
+    tree_seconds: float = 0.0  # fitting the tree member (part of train_seconds)
 
     def predicted_classes(self, probabilities: np.ndarray) -> np.ndarray:
         """Class indices at the model's operating point (argmax for more than two classes);
@@ -96,8 +98,12 @@ class TrainedImageModel:
     @property
     def svm_share(self) -> float:
         """The SVM member's share of the averaged probability (0 without one)."""
-        shares = self.model_spec.get("member_weights")
-        return float(shares[-1]) if shares and "svm_member" in self.model_spec else 0.0
+        return _extra_member_share(self.model_spec, "svm_member")
+
+    @property
+    def tree_share(self) -> float:
+        """The tree member's share of the averaged probability (0 without one)."""
+        return _extra_member_share(self.model_spec, "tree_member")
 
     @property
     def best_epochs(self) -> list[int]:
@@ -123,16 +129,32 @@ class ImageRunResult:
     audit: ImageAudit | None = None  # near-duplicates within and across the splits (rank 0)
 
 
+EXTRA_MEMBERS = ("svm_member", "tree_member")  # after the networks, in this order
+
+
+def _extra_member_share(spec: dict[str, Any], key: str) -> float:
+    """The share of the member that ``spec[key]`` describes (0 without one)."""
+    shares = spec.get("member_weights")
+    if not shares or not spec.get(key):
+        return 0.0
+    present = [name for name in EXTRA_MEMBERS if spec.get(name)]
+    return float(shares[len(shares) - len(present) + present.index(key)])
+
+
 def build_network(spec: dict[str, Any], normalisation: dict[str, list[float]]) -> nn.Module:
     """The registered network named in ``spec`` wrapped with its input standardisation; an
     ensemble of ``spec["ensemble"]`` such networks when that is more than 1, with an (empty)
-    SVM member when ``spec["svm_member"]`` gives its sizes (``spec["member_weights"]``: the
-    members' shares, else equal)."""
+    SVM member and tree member when ``spec["svm_member"]`` and ``spec["tree_member"]`` give
+    their sizes (``spec["member_weights"]``: the members' shares, else equal)."""
     networks = [_single_network(spec, normalisation) for _ in range(int(spec.get("ensemble", 1)))]
     multi_label = bool(spec.get("multi_label", False))
+    extra: list[nn.Module] = []
     if spec.get("svm_member"):
-        members = [*networks, PixelSVM(**spec["svm_member"])]
-        return ProbabilityAverage(members, weights=spec.get("member_weights"))
+        extra.append(PixelSVM(**spec["svm_member"]))
+    if spec.get("tree_member"):
+        extra.append(ScatteringTrees(**spec["tree_member"]))
+    if extra:
+        return ProbabilityAverage([*networks, *extra], weights=spec.get("member_weights"))
     if len(networks) > 1:
         return ProbabilityAverage(networks, multi_label=multi_label)
     return networks[0]
@@ -252,12 +274,18 @@ def train_image_model(
             model = ProbabilityAverage([*members, svm], weights=weights)
             spec["svm_member"] = svm.spec()
             spec["member_weights"] = weights
+    tree_seconds = 0.0
+    if config.model.tree_member.active(multi_label):
+        started = time.perf_counter()
+        model = add_tree_member(config, splits, model, spec, distributed)
+        tree_seconds = time.perf_counter() - started
     predictor = Trainer(
         model, engine_config(config.engine, config.seed, n_train=1, multi_label=multi_label)
     )
     test = ImageTensorDataset(splits.test.images, splits.test.labels)
     test_probabilities = predictor.predict_proba(test, tta=tta_functions(tta))
-    seconds = svm_seconds + sum(record.train_seconds for fit in fits for record in fit.history)
+    seconds = svm_seconds + tree_seconds
+    seconds += sum(record.train_seconds for fit in fits for record in fit.history)
     positive: int | None = None
     threshold: float | None = None
     method = "argmax"
@@ -289,6 +317,7 @@ def train_image_model(
         method,
         svm_seconds,
         multi_label,
+        tree_seconds,
     )
 
 
@@ -298,6 +327,11 @@ def check_multi_label_config(config: ImageTrainConfig) -> None:
         raise ConfigError(
             "the SVM member is for one label per image; turn it off "
             "(model.svm_member.enabled: false) for multi-label data."
+        )
+    if config.model.tree_member.enabled is True:
+        raise ConfigError(
+            "the tree member is for one label per image; turn it off "
+            "(model.tree_member.enabled: false) for multi-label data."
         )
 
 
@@ -674,3 +708,58 @@ def _write_tables(folder: Path, splits: ImageSplits, trained: TrainedImageModel)
 def _source_stem(source: str) -> str:
     tail = source.removeprefix("medmnist:").rstrip("/").split("/")[-1]
     return re.sub(r"\.(npz|csv)$", "", tail) or "images"
+
+
+def add_tree_member(
+    config: ImageTrainConfig,
+    splits: ImageSplits,
+    model: nn.Module,
+    spec: dict[str, Any],
+    distributed: DistributedContext | None,
+) -> nn.Module:
+    """``model`` with the tree member at its configured share (the other members keep their
+    proportions), ``spec`` updated; ``model`` unchanged where no member could be fitted. Under
+    ``torchrun`` rank 0 fits it and the other ranks receive it."""
+    trees = None
+    started = time.perf_counter()
+    if distributed is None or distributed.is_main:  # one fit, shared with the other ranks
+        trees = fit_tree_member(config, splits)
+    if distributed is not None:
+        trees = distributed.broadcast_object(trees)
+    if trees is None:
+        return model
+    if distributed is None or distributed.is_main:
+        logger.info("%s, %.1f s", trees.describe(), time.perf_counter() - started)
+    share = config.model.tree_member.weight
+    others = list(model.members) if isinstance(model, ProbabilityAverage) else [model]
+    before = spec.get("member_weights") or [1.0 / len(others)] * len(others)
+    spec["tree_member"] = trees.spec()
+    spec["member_weights"] = [weight * (1.0 - share) for weight in before] + [share]
+    return ProbabilityAverage([*others, trees], weights=spec["member_weights"])
+
+
+def fit_tree_member(config: ImageTrainConfig, splits: ImageSplits) -> ScatteringTrees | None:
+    """The tree member fitted on the train split and its test-time flips, seeded by the run's
+    seed. With ``enabled: auto`` a training split it cannot be fitted on gives a warning and no
+    member (None)."""
+    settings = config.model.tree_member
+    try:
+        return fit_scattering_trees(
+            splits.train.images,
+            splits.train.labels,
+            len(splits.class_names),
+            views=tta_functions(tta_names(config.augment)),
+            scattering=(settings.scattering_scale, settings.orientations),
+            trees=settings.trees,
+            learning_rate=settings.learning_rate,
+            leaves=settings.leaves,
+            row_fraction=settings.row_fraction,
+            feature_fraction=settings.feature_fraction,
+            max_train=settings.max_train,
+            seed=config.seed,
+        )
+    except DataError as error:
+        if settings.enabled is True:
+            raise
+        logger.warning("no tree member: %s", error)
+        return None

@@ -32,6 +32,7 @@ from medsight.evaluate.subgroups import subgroup_table
 from medsight.evaluate.thresholds import finding_thresholds, threshold_text
 from medsight.io.images import ImageSet
 from medsight.models.pixel_svm import svm_member
+from medsight.models.tree_member import tree_member
 
 if TYPE_CHECKING:
     from medsight.tasks.image import TrainedImageModel
@@ -313,26 +314,36 @@ def _per_class_table(metrics: dict[str, Estimate], names: list[str]) -> pd.DataF
 
 
 def _svm_note(trained: TrainedImageModel) -> str:
-    """How the maps cover an SVM member that shares the decision."""
-    if svm_member(trained.model) is None or trained.svm_share <= 0:
+    """How the maps cover the members without a feature map (the SVM, the trees)."""
+    parts = []
+    if svm_member(trained.model) is not None and trained.svm_share > 0:
+        parts.append(f"the SVM ({trained.svm_share:.0%} of the averaged probability)")
+    if trained.tree_share > 0:
+        parts.append(f"the trees ({trained.tree_share:.0%})")
+    if not parts:
         return ""
     return (
-        f" The SVM member ({trained.svm_share:.0%} of the averaged probability) has no feature "
-        "map: its part of each map is an occlusion map (how far its probability for the class "
-        "falls when a quarter-sized window of the image is masked), weighted by that share."
+        f" Members without a feature map, {' and '.join(parts)}, are mapped by occlusion (how "
+        "far each one's probability for the class falls when a quarter-sized window of the "
+        "image is masked), and every member's map is weighted by its share."
     )
 
 
 def _model_name(config: ImageTrainConfig, trained: TrainedImageModel) -> str:
-    """E.g. ``small_cnn, ensemble of 5 and a scattering SVM (...) with a share of 0.5 (mean
-    probability)``."""
+    """E.g. ``small_cnn, ensemble of 5, a scattering SVM (...) with a share of 0.38 and
+    LightGBM on scattering coefficients (...) with a share of 0.25 (mean probability)``."""
     members = config.model.ensemble
-    svm = svm_member(trained.model)
     name = config.model.name + (f", ensemble of {members}" if members > 1 else "")
+    extra = []
+    svm = svm_member(trained.model)
     if svm is not None:
-        name += f" and a {svm.describe()}"
-        name += f" with a share of {trained.svm_share:.2g}"
-    return name + (" (mean probability)" if members > 1 or svm is not None else "")
+        extra.append(f"a {svm.describe()} with a share of {trained.svm_share:.2g}")
+    trees = tree_member(trained.model)
+    if trees is not None:
+        extra.append(f"{trees.describe()} with a share of {trained.tree_share:.2g}")
+    if extra:
+        name += (", " if len(extra) > 1 else " and ") + " and ".join(extra)
+    return name + (" (mean probability)" if members > 1 or extra else "")
 
 
 def _plot_history(trained: TrainedImageModel) -> Figure:
