@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -102,17 +103,14 @@ def test_a_class_with_one_image_is_a_clear_error() -> None:
         fit_pixel_svm(images, labels, 2, components=4)
 
 
-def test_an_ensemble_with_the_svm_exports_to_onnx_within_1e_4(tmp_path: Path) -> None:
+def test_an_ensemble_with_the_svm_exports_to_onnx_within_1e_4(
+    tmp_path: Path, tiny_cnn: Callable[[int], torch.nn.Module]
+) -> None:
     from medsight.deploy.onnx import OnnxClassifier, export_onnx
     from medsight.explain.gradcam import gradcam
-    from medsight.tasks.image import build_network
 
     images, labels = _blobs(60, 2, size=28)
-    torch.manual_seed(0)
-    network = build_network(
-        {"name": "small_cnn", "params": {"width": 4}, "in_channels": 1, "num_classes": 2},
-        {"mean": [0.5], "std": [0.25]},
-    ).eval()
+    network = tiny_cnn(0)
     ensemble = ProbabilityAverage([network, fit_pixel_svm(images, labels, 2)]).eval()
     path = export_onnx(ensemble, tmp_path / "model.onnx", input_shape=(1, 28, 28))
     onnx = OnnxClassifier(path, threads=1).predict_proba(images)
@@ -174,16 +172,13 @@ def test_specs_saved_before_scattering_rebuild_a_pixel_machine() -> None:
     assert np.array_equal(_logits(rebuilt.eval(), images), _logits(model, images))
 
 
-def test_a_weighted_ensemble_with_a_scattering_svm_exports_to_onnx(tmp_path: Path) -> None:
+def test_a_weighted_ensemble_with_a_scattering_svm_exports_to_onnx(
+    tmp_path: Path, tiny_cnn: Callable[[int], torch.nn.Module]
+) -> None:
     from medsight.deploy.onnx import OnnxClassifier, export_onnx
-    from medsight.tasks.image import build_network
 
     images, labels = _blobs(60, 2, size=28, seed=7)
-    torch.manual_seed(1)
-    network = build_network(
-        {"name": "small_cnn", "params": {"width": 4}, "in_channels": 1, "num_classes": 2},
-        {"mean": [0.5], "std": [0.25]},
-    ).eval()
+    network = tiny_cnn(1)
     svm = fit_pixel_svm(images, labels, 2, components=10, scattering=(3, 8))
     ensemble = ProbabilityAverage([network, svm], weights=[0.6, 0.4]).eval()
     path = export_onnx(ensemble, tmp_path / "model.onnx", input_shape=(1, 28, 28))
@@ -219,16 +214,13 @@ def test_the_svm_map_marks_the_square_that_decides_the_class(
     assert (strongest == truth).mean() >= 0.9  # quarter 0 is top-left, 1 top-right
 
 
-def test_an_ensemble_map_averages_the_members_maps_with_their_shares() -> None:
+def test_an_ensemble_map_averages_the_members_maps_with_their_shares(
+    tiny_cnn: Callable[[int], torch.nn.Module],
+) -> None:
     from medsight.explain.gradcam import _normalise, gradcam
-    from medsight.tasks.image import build_network
 
     images, labels = _blobs(60, 2, size=28, seed=11)
-    torch.manual_seed(2)
-    network = build_network(
-        {"name": "small_cnn", "params": {"width": 4}, "in_channels": 1, "num_classes": 2},
-        {"mean": [0.5], "std": [0.25]},
-    ).eval()
+    network = tiny_cnn(2)
     svm = fit_pixel_svm(images, labels, 2, components=10, scattering=(3, 8)).eval()
     ensemble = ProbabilityAverage([network, svm], weights=[0.3, 0.7]).eval()
     with torch.no_grad():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -149,17 +150,14 @@ def test_a_class_with_one_image_is_a_clear_error() -> None:
         fit_scattering_trees(images, labels, 2, trees=5)
 
 
-def test_an_ensemble_with_the_trees_exports_to_onnx_within_1e_4(tmp_path: Path) -> None:
+def test_an_ensemble_with_the_trees_exports_to_onnx_within_1e_4(
+    tmp_path: Path, tiny_cnn: Callable[[int], torch.nn.Module]
+) -> None:
     from medsight.deploy.onnx import OnnxClassifier, export_onnx
     from medsight.explain.gradcam import gradcam
-    from medsight.tasks.image import build_network
 
     images, labels = _blobs(60, 2, size=28, seed=4)
-    torch.manual_seed(0)
-    network = build_network(
-        {"name": "small_cnn", "params": {"width": 4}, "in_channels": 1, "num_classes": 2},
-        {"mean": [0.5], "std": [0.25]},
-    ).eval()
+    network = tiny_cnn(0)
     trees = fit_scattering_trees(images, labels, 2, views=[_flip], trees=50)
     ensemble = ProbabilityAverage([network, trees], weights=[0.75, 0.25]).eval()
     path = export_onnx(ensemble, tmp_path / "model.onnx", input_shape=(1, 28, 28))
