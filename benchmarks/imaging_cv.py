@@ -198,7 +198,8 @@ def summarise(out: Path, members: int | None = None) -> dict[str, Any]:
                 "novel_images": int(novel.sum()),
                 **{f"{k}_novel": v for k, v in unseen.items()},
             }
-        single = [scores(saved["labels"], member.mean(axis=0))["auroc"] for member in probabilities]
+        networks = probabilities[: len(saved["member_train_seconds"])]  # not the SVM or trees
+        single = [scores(saved["labels"], member.mean(axis=0))["auroc"] for member in networks]
         per_fold.append(
             {
                 "fold": path.stem,

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from sklearn.metrics import roc_auc_score
 
 from medsight.config import ImageDataConfig
 from medsight.tasks.image_data import load_image_splits
@@ -78,6 +79,11 @@ def test_runs_a_fold_and_summarises_fewer_members(tmp_path: Path) -> None:
     assert positive == 1 and 0 < threshold <= 1 and threshold != 0.5  # not the fixed cut
     called = np.where(ensemble[:, positive] >= threshold, positive, 1 - positive)
     assert summary["accuracy_mean"] == pytest.approx(float((called == saved["labels"]).mean()))
+    networks = [  # the single-network figure leaves the SVM and the trees out
+        roc_auc_score(saved["labels"], member.mean(axis=0)[:, 1])
+        for member in saved["probabilities"][:2]
+    ]
+    assert summary["single_network_auroc_mean"] == pytest.approx(np.mean(networks))
 
     first = subprocess.run(
         [sys.executable, str(SCRIPT), "--out", str(tmp_path), "--summarise", "--members", "1"],
