@@ -187,7 +187,7 @@ def fit_scattering_trees(
     leaves: int = 15,
     row_fraction: float = 0.8,
     feature_fraction: float = 0.3,
-    max_train: int = 5000,
+    max_train: int = 2000,
     seed: int = 0,
 ) -> ScatteringTrees:
     """Fit LightGBM on the log scattering coefficients of ``images`` ``(N, C, H, W)`` in [0, 1]
