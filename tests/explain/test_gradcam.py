@@ -16,6 +16,7 @@ from medsight.errors import ConfigError, DataError
 from medsight.explain.gradcam import (
     default_target_layer,
     gradcam,
+    gradcam_figure,
     gradcam_figure_base64,
     overlay,
     save_gradcam_png,
@@ -267,3 +268,23 @@ def test_base64_figure_is_a_png() -> None:
     assert data.startswith(b"\x89PNG")
     with Image.open(io.BytesIO(data)) as png:
         assert png.size == (2 * 64 + 36, 64 + 22 + 12 + 34)
+
+
+def test_long_titles_wrap_and_every_text_stays_inside_the_figure() -> None:
+    """A report title (prediction, map class, probability, reference) is longer than a 28-px
+    image's figure is wide: it wraps, the figure grows by a line, and no text is clipped."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    title = "predicted malignant (map: malignant, p=0.81); reference normal, benign"
+    image, heatmap = np.zeros((28, 28)), np.ones((28, 28))
+    short = gradcam_figure(image, heatmap, title="malignant p=0.81")
+    for method in ("Grad-CAM", "Grad-CAM + occlusion"):
+        figure = gradcam_figure(image, heatmap, title=title, method=method)
+        width, height = (figure.get_size_inches() * figure.dpi).round()
+        assert height > (short.get_size_inches() * short.dpi)[1]  # a second title line
+        renderer = FigureCanvasAgg(figure).get_renderer()
+        texts = [*figure.texts, *(t for axis in figure.axes for t in axis.texts)]
+        assert any(method in t.get_text() for t in texts)
+        for text in texts:
+            box = text.get_window_extent(renderer)
+            assert box.x0 >= 0 and box.x1 <= width and box.y0 >= 0 and box.y1 <= height, text

@@ -217,7 +217,7 @@ def test_the_svm_map_marks_the_square_that_decides_the_class(
 def test_an_ensemble_map_averages_the_members_maps_with_their_shares(
     tiny_cnn: Callable[[int], torch.nn.Module],
 ) -> None:
-    from medsight.explain.gradcam import _normalise, gradcam
+    from medsight.explain.gradcam import _normalise, gradcam, map_method
 
     images, labels = _blobs(60, 2, size=28, seed=11)
     network = tiny_cnn(2)
@@ -232,3 +232,6 @@ def test_an_ensemble_map_averages_the_members_maps_with_their_shares(
     # a member with a share of 0 takes no part in the decision and none in the map
     silent = ProbabilityAverage([network, svm], weights=[1.0, 0.0]).eval()
     assert np.allclose(gradcam(silent, images[:6], target_class=decided), parts[0], atol=1e-5)
+    # the pictures name what they show
+    assert map_method(ensemble) == "Grad-CAM + occlusion" and map_method(silent) == "Grad-CAM"
+    assert map_method(svm) == "occlusion" and map_method(network) == "Grad-CAM"

@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 import os
 import tempfile
+import textwrap
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -42,6 +43,9 @@ ALPHA = 0.4
 MAX_PANEL_PX = 768  # an upscaled panel is at most this many pixels on its longer side
 _DPI = 110  # the resolution figure_to_png_bytes saves at: 1 inch of figure = 110 px
 _TITLE_PX = 34
+_TITLE_LINE_PX = 19  # each further line of a wrapped title (11 pt bold, line spacing 1.1)
+_TITLE_CHAR_PX = 10.5  # mean width of an 11 pt bold character
+_LABEL_CHAR_PX = 7.0  # mean width of an 8.5 pt character
 _LABEL_PX = 22
 _GAP_PX = 12
 
@@ -121,7 +125,7 @@ def gradcam(
     batch = _as_batch(images)
     if isinstance(model, ProbabilityAverage) and layer is None:
         return _ensemble_gradcam(model, batch, target_class, batch_size)
-    if getattr(model, "attribution", None) == "occlusion" and layer is None:
+    if _occluded(model) and layer is None:
         with eval_mode(model):
             batch = batch.to(device_of(model))
             targets = _targets(model, batch, target_class)
@@ -184,7 +188,7 @@ def _ensemble_gradcam(
     mapped = [
         (member, share)
         for member, share in zip(model.members, model.shares, strict=True)
-        if share > 0 and (_has_conv(member) or getattr(member, "attribution", None))
+        if share > 0 and (_has_conv(member) or _occluded(member))
     ]
     if not mapped:
         raise ConfigError("no member of this ensemble has a feature map or an occlusion map.")
@@ -194,6 +198,25 @@ def _ensemble_gradcam(
         for member, share in mapped
     ]
     return _normalise(np.sum(maps, axis=0).astype(np.float32))
+
+
+def map_method(model: nn.Module) -> str:
+    """What :func:`gradcam` draws for ``model``: ``"Grad-CAM"``, ``"occlusion"`` or
+    ``"Grad-CAM + occlusion"`` (an ensemble with networks and an SVM or tree member)."""
+    members = [model]
+    if isinstance(model, ProbabilityAverage):
+        pairs = zip(model.members, model.shares, strict=True)
+        members = [member for member, share in pairs if share > 0]
+    kinds = []
+    if any(_has_conv(member) for member in members):
+        kinds.append("Grad-CAM")
+    if any(_occluded(member) for member in members):
+        kinds.append("occlusion")
+    return " + ".join(kinds) or "Grad-CAM"
+
+
+def _occluded(member: nn.Module) -> bool:
+    return not _has_conv(member) and getattr(member, "attribution", None) == "occlusion"
 
 
 def _has_conv(module: nn.Module) -> bool:
@@ -221,14 +244,21 @@ def overlay(
 
 
 def gradcam_figure(
-    image: np.ndarray, heatmap: np.ndarray, *, title: str | None = None, scale: int = 8
+    image: np.ndarray,
+    heatmap: np.ndarray,
+    *,
+    title: str | None = None,
+    scale: int = 8,
+    method: str = "Grad-CAM",
 ) -> Figure:
     """The image and its Grad-CAM overlay side by side, each upscaled ``scale`` times.
 
     The image is enlarged with nearest-neighbour (its pixels stay visible as they are), the
     heatmap bilinearly (it is a smooth, coarse map). ``scale`` is reduced so that a panel stays
     within ``MAX_PANEL_PX``. At the figure's 110 dpi the PNG is ``2 * W * s + 3 * 12`` pixels
-    wide and ``H * s + 22 + 12 + (34 if title)`` high (``s`` the effective scale).
+    wide and ``H * s + 22 + 12 + (34 if title)`` high (``s`` the effective scale), 19 more per
+    further line of a long title, which wraps to the width. ``method`` names the map in the
+    right panel's label (:func:`map_method`).
     """
     rgb = _rgb(image)
     height, width = rgb.shape[:2]
@@ -245,12 +275,16 @@ def gradcam_figure(
     big_heat = np.asarray(heat.resize((panel_w, panel_h), Image.Resampling.BILINEAR))
     blended = overlay(picture, big_heat)
 
-    top = _TITLE_PX if title else 0
     fig_w = 2 * panel_w + 3 * _GAP_PX
+    # estimated glyph widths at 110 dpi (DejaVu Sans): long titles wrap instead of running off
+    # the figure, and the heat label drops its colour key where the key would not fit
+    lines = textwrap.wrap(title or "", width=max(12, int((fig_w - 2 * _GAP_PX) / _TITLE_CHAR_PX)))
+    top = _TITLE_PX + _TITLE_LINE_PX * (len(lines) - 1) if lines else 0
     fig_h = panel_h + _LABEL_PX + _GAP_PX + top
     figure = Figure(figsize=(fig_w / _DPI, fig_h / _DPI), dpi=_DPI, facecolor="white")
     bottom = _GAP_PX / fig_h
-    heat_label = "Grad-CAM (red = strongest evidence)" if panel_w >= 200 else "Grad-CAM"
+    keyed = f"{method} (red = strongest evidence)"
+    heat_label = keyed if len(keyed) * _LABEL_CHAR_PX <= panel_w + 2 * _GAP_PX else method
     for column, (panel, label) in enumerate(((picture, "image"), (blended, heat_label))):
         left = (_GAP_PX + column * (panel_w + _GAP_PX)) / fig_w
         axis = figure.add_axes((left, bottom, panel_w / fig_w, panel_h / fig_h))
@@ -265,25 +299,44 @@ def gradcam_figure(
             va="bottom",
             fontsize=8.5,
         )
-    if title:
+    if lines:
         figure.text(
-            0.5, 1 - 6 / fig_h, title, ha="center", va="top", fontsize=11, fontweight="bold"
+            0.5,
+            1 - 6 / fig_h,
+            "\n".join(lines),
+            ha="center",
+            va="top",
+            fontsize=11,
+            fontweight="bold",
+            linespacing=1.1,
         )
     return figure
 
 
 def gradcam_png_bytes(
-    image: np.ndarray, heatmap: np.ndarray, *, title: str | None = None, scale: int = 8
+    image: np.ndarray,
+    heatmap: np.ndarray,
+    *,
+    title: str | None = None,
+    scale: int = 8,
+    method: str = "Grad-CAM",
 ) -> bytes:
     """:func:`gradcam_figure` as PNG bytes."""
-    return figure_to_png_bytes(gradcam_figure(image, heatmap, title=title, scale=scale))
+    figure = gradcam_figure(image, heatmap, title=title, scale=scale, method=method)
+    return figure_to_png_bytes(figure)
 
 
 def gradcam_figure_base64(
-    image: np.ndarray, heatmap: np.ndarray, *, title: str | None = None, scale: int = 8
+    image: np.ndarray,
+    heatmap: np.ndarray,
+    *,
+    title: str | None = None,
+    scale: int = 8,
+    method: str = "Grad-CAM",
 ) -> str:
     """:func:`gradcam_figure` as a base64 PNG string, ready for an HTML ``data:`` URI."""
-    return figure_to_png_base64(gradcam_figure(image, heatmap, title=title, scale=scale))
+    figure = gradcam_figure(image, heatmap, title=title, scale=scale, method=method)
+    return figure_to_png_base64(figure)
 
 
 def save_gradcam_png(
@@ -293,9 +346,10 @@ def save_gradcam_png(
     *,
     title: str | None = None,
     scale: int = 8,
+    method: str = "Grad-CAM",
 ) -> Path:
     """Write :func:`gradcam_figure` to ``path`` as PNG (atomically; folders are created)."""
-    data = gradcam_png_bytes(image, heatmap, title=title, scale=scale)
+    data = gradcam_png_bytes(image, heatmap, title=title, scale=scale, method=method)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
@@ -318,8 +372,9 @@ def save_gradcam_pngs(
 ) -> list[Path]:
     """Grad-CAM of each ``(C, H, W)`` image for its target class, written to its path as PNG."""
     heatmaps = gradcam(model, images, target_class=[int(k) for k in target_classes])
+    method = map_method(model)
     return [
-        save_gradcam_png(channels_last(image), heatmap, path, title=title)
+        save_gradcam_png(channels_last(image), heatmap, path, title=title, method=method)
         for image, heatmap, path, title in zip(images, heatmaps, paths, titles, strict=True)
     ]
 

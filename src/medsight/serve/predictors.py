@@ -218,7 +218,7 @@ class ImagePredictor:
         return outcome
 
     def _gradcam(self, image: np.ndarray, target: int, probability: float) -> dict[str, Any]:
-        from medsight.explain.gradcam import gradcam, gradcam_figure_base64
+        from medsight.explain.gradcam import gradcam, gradcam_figure_base64, map_method
         from medsight.io.images import channels_last
 
         with self._lock:  # Grad-CAM hooks into the shared network: one call at a time
@@ -226,7 +226,9 @@ class ImagePredictor:
                 self._torch = self.bundle.torch_model()
             heatmap = gradcam(self._torch, image[None], target_class=[target])[0]
         title = f"{self.classes[target]} p={probability:.2f}"
-        png = gradcam_figure_base64(channels_last(image), heatmap, title=title)
+        png = gradcam_figure_base64(
+            channels_last(image), heatmap, title=title, method=map_method(self._torch)
+        )
         return {"kind": "gradcam", "image_png_base64": png}
 
 
