@@ -9,10 +9,13 @@ any network; Grad-CAM averages its members' maps.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TypeVar
 
 import numpy as np
 import torch
 from torch import nn
+
+M = TypeVar("M", bound=nn.Module)
 
 
 class ProbabilityAverage(nn.Module):
@@ -57,6 +60,12 @@ class ProbabilityAverage(nn.Module):
         probabilities = torch.stack([member(x).softmax(dim=-1) for member in self.members])
         mean = (probabilities * self.weights.to(probabilities.dtype)[:, None, None]).sum(dim=0)
         return mean.clamp_min(1e-12).log()
+
+
+def member_of_type(model: nn.Module, kind: type[M]) -> M | None:
+    """The first member of ``model`` (an ensemble, or the model itself) that is a ``kind``."""
+    members = model.members if isinstance(model, ProbabilityAverage) else [model]
+    return next((member for member in members if isinstance(member, kind)), None)
 
 
 def share_by_val_loss(

@@ -34,8 +34,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from medsight.errors import DataError
-from medsight.models.ensemble import ProbabilityAverage
-from medsight.models.scattering import Scattering2d
+from medsight.models.ensemble import member_of_type
+from medsight.models.scattering import Scattering2d, scattering_from_spec
 
 logger = logging.getLogger(__name__)
 
@@ -67,12 +67,57 @@ def member_features(
     return scattering(images)
 
 
-def _scattering(spec: dict[str, Any] | None) -> Scattering2d | None:
-    """The transform a spec ``{"size": [h, w], "scale": J, "orientations": L}`` describes."""
-    if not spec:
-        return None
-    height, width = spec["size"]
-    return Scattering2d((int(height), int(width)), int(spec["scale"]), int(spec["orientations"]))
+@dataclass
+class TrainingFeatures:
+    """The rows a member on fixed features (the SVM, the trees) is fitted on."""
+
+    features: np.ndarray  # (V * N, F) float32: every image, then every image's next view
+    targets: np.ndarray  # (V * N,) each row's label
+    groups: np.ndarray  # (V * N,) the image each row comes from (a view shares its original's)
+    pooling: int  # the average-pooling factor applied before the features
+    scattering: Scattering2d | None  # the transform on the pooled images, or None (pixels)
+
+
+def training_features(
+    images: np.ndarray,
+    labels: np.ndarray,
+    *,
+    views: Sequence[Callable[[torch.Tensor], torch.Tensor]] = (),
+    scattering: tuple[int, int] | None = None,
+    max_train: int = 2000,
+    seed: int = 0,
+) -> TrainingFeatures:
+    """:func:`member_features` of ``images`` ``(N, C, H, W)`` in [0, 1] and of their ``views``
+    (scattering ``(J, L)`` or pixels), from at most ``max_train`` images (a stratified sample)."""
+    from sklearn.model_selection import train_test_split
+
+    labels = np.asarray(labels)
+    if len(images) > max_train:
+        images, _, labels, _ = train_test_split(
+            images, labels, train_size=max_train, stratify=labels, random_state=seed
+        )
+    factor = pooling_factor(*images.shape[2:])
+    transform = None
+    if scattering is not None:
+        size = (images.shape[2] // factor, images.shape[3] // factor)
+        transform = Scattering2d(size, scattering[0], scattering[1])
+    originals = torch.from_numpy(np.ascontiguousarray(images, dtype=np.float32))
+    versions = [originals, *(view(originals) for view in views)]
+    with torch.no_grad():
+        features = torch.cat(
+            [
+                member_features(batch, factor, transform)
+                for version in versions
+                for batch in version.split(FEATURE_BATCH)
+            ]
+        ).numpy()
+    return TrainingFeatures(
+        features,
+        np.tile(labels, len(versions)),
+        np.tile(np.arange(len(labels)), len(versions)),
+        factor,
+        transform,
+    )
 
 
 class RBFMachine(nn.Module):
@@ -114,7 +159,7 @@ class PixelSVM(nn.Module):
         self.pooling = int(pooling)
         self.c = [float(value) for value in c]  # each machine's chosen C (for reports)
         # {"size": [h, w], "scale": J, "orientations": L} of the pooled images, or None (pixels)
-        self.scattering = _scattering(scattering)
+        self.scattering = scattering_from_spec(scattering)
         self.binary = len(support_counts) == 1
         # standardisation and PCA folded into one affine map: z = x @ projection.T - offset
         self.register_buffer("projection", torch.zeros(n_components, n_inputs))
@@ -133,13 +178,7 @@ class PixelSVM(nn.Module):
             "support_counts": [machine.support.shape[0] for machine in self.machines],
             "pooling": self.pooling,
             "c": self.c,
-            "scattering": None
-            if self.scattering is None
-            else {
-                "size": list(self.scattering.size),
-                "scale": self.scattering.scale,
-                "orientations": self.scattering.orientations,
-            },
+            "scattering": None if self.scattering is None else self.scattering.spec(),
         }
 
     def describe(self) -> str:
@@ -184,36 +223,12 @@ def fit_pixel_svm(
     sample): the kernel machine's cost grows with the square of the training size.
     """
     from sklearn.decomposition import PCA
-    from sklearn.model_selection import train_test_split
     from sklearn.preprocessing import StandardScaler
 
-    labels = np.asarray(labels)
-    if len(images) > max_train:
-        images, _, labels, _ = train_test_split(
-            images, labels, train_size=max_train, stratify=labels, random_state=seed
-        )
-    factor = pooling_factor(*images.shape[2:])
-    scattering_spec = None
-    if scattering is not None:
-        size = [images.shape[2] // factor, images.shape[3] // factor]
-        scattering_spec = {"size": size, "scale": scattering[0], "orientations": scattering[1]}
-    extractor = _scattering(scattering_spec)
-    originals = torch.from_numpy(np.ascontiguousarray(images, dtype=np.float32))
-    versions = [originals, *(view(originals) for view in views)]
-    with torch.no_grad():
-        features = (
-            torch.cat(
-                [
-                    member_features(batch, factor, extractor)
-                    for version in versions
-                    for batch in version.split(FEATURE_BATCH)
-                ]
-            )
-            .double()
-            .numpy()
-        )
-    targets = np.tile(labels, len(versions))
-    groups = np.tile(np.arange(len(labels)), len(versions))
+    data = training_features(
+        images, labels, views=views, scattering=scattering, max_train=max_train, seed=seed
+    )
+    features, targets, groups = data.features.astype(np.float64), data.targets, data.groups
 
     scaler = StandardScaler().fit(features)
     n_components = min(components, features.shape[1], len(features) - 1)
@@ -228,9 +243,9 @@ def fit_pixel_svm(
         features.shape[1],
         n_components,
         [len(m.support) for m in machines],
-        pooling=factor,
+        pooling=data.pooling,
         c=[m.c for m in machines],
-        scattering=scattering_spec,
+        scattering=None if data.scattering is None else data.scattering.spec(),
     )
     # z = ((x - mean) / scale - pca_mean) @ components.T, folded into one affine map
     components = pca.components_ / scaler.scale_
@@ -245,8 +260,7 @@ def fit_pixel_svm(
 
 def svm_member(model: nn.Module) -> PixelSVM | None:
     """The pixel SVM member of an ensemble (or the model itself), if there is one."""
-    members = model.members if isinstance(model, ProbabilityAverage) else [model]
-    return next((member for member in members if isinstance(member, PixelSVM)), None)
+    return member_of_type(model, PixelSVM)
 
 
 @dataclass

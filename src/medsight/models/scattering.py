@@ -16,6 +16,7 @@ on reflect-padded input, so the transform exports to ONNX like any network.
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 import torch
@@ -94,6 +95,11 @@ class Scattering2d(nn.Module):
             low = (low.real / low.real.sum())[None, None].astype(np.float32)
             self.register_buffer(f"phi_{level}", torch.from_numpy(low), persistent=False)
 
+    def spec(self) -> dict[str, Any]:
+        """The arguments that rebuild this transform: ``{"size": [h, w], "scale": J,
+        "orientations": L}`` (:func:`scattering_from_spec`)."""
+        return {"size": list(self.size), "scale": self.scale, "orientations": self.orientations}
+
     @property
     def channels_per_input(self) -> int:
         """Coefficient maps per input channel: orders 0, 1 and 2."""
@@ -137,6 +143,14 @@ class Scattering2d(nn.Module):
         """Gaussian average of each map, subsampled from level ``level`` to level J."""
         kernel: torch.Tensor = getattr(self, f"phi_{level}")
         return _conv_each_map(maps, kernel, stride=2 ** (self.scale - level))
+
+
+def scattering_from_spec(spec: dict[str, Any] | None) -> Scattering2d | None:
+    """The transform :meth:`Scattering2d.spec` describes (``None`` for none)."""
+    if not spec:
+        return None
+    height, width = spec["size"]
+    return Scattering2d((int(height), int(width)), int(spec["scale"]), int(spec["orientations"]))
 
 
 def _conv_each_map(maps: torch.Tensor, kernels: torch.Tensor, stride: int) -> torch.Tensor:

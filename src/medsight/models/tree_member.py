@@ -15,7 +15,6 @@ comparison per node and a sum per leaf.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -24,10 +23,9 @@ import torch
 from torch import nn
 
 from medsight.errors import DataError
-from medsight.models.ensemble import ProbabilityAverage
-from medsight.models.pixel_svm import FEATURE_BATCH, _scattering, member_features, pooling_factor
-
-logger = logging.getLogger(__name__)
+from medsight.models.ensemble import member_of_type
+from medsight.models.pixel_svm import member_features, training_features
+from medsight.models.scattering import scattering_from_spec
 
 
 class TreeEnsemble(nn.Module):
@@ -49,6 +47,11 @@ class TreeEnsemble(nn.Module):
         self.register_buffer("left_turns", torch.full((n_trees, max_leaves), -1.0))
         self.register_buffer("leaf_value", torch.zeros(n_trees, max_leaves))
         self.register_buffer("output_of_tree", torch.zeros(n_trees, n_outputs))  # one-hot
+
+    def sizes(self) -> tuple[int, int, int, int]:
+        """``(n_trees, max_nodes, max_leaves, n_outputs)``: what rebuilds it empty."""
+        n_trees, max_nodes, max_leaves = self.path.shape
+        return n_trees, max_nodes, max_leaves, self.output_of_tree.shape[1]
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         go_left = (features[:, self.feature] <= self.threshold).to(features.dtype)  # (N, T, I)
@@ -134,32 +137,29 @@ class ScatteringTrees(nn.Module):
     ) -> None:
         super().__init__()
         self.pooling = int(pooling)
-        self.scattering = _scattering(scattering)
+        self.scattering = scattering_from_spec(scattering)
         self.trees = TreeEnsemble(n_trees, max_nodes, max_leaves, n_outputs)
 
     def spec(self) -> dict[str, object]:
         """The sizes that rebuild this module empty (``ScatteringTrees(**spec)``)."""
         assert self.scattering is not None
+        n_trees, max_nodes, max_leaves, n_outputs = self.trees.sizes()
         return {
-            "n_trees": self.trees.feature.shape[0],
-            "max_nodes": self.trees.feature.shape[1],
-            "max_leaves": self.trees.leaf_value.shape[1],
-            "n_outputs": self.trees.output_of_tree.shape[1],
-            "scattering": {
-                "size": list(self.scattering.size),
-                "scale": self.scattering.scale,
-                "orientations": self.scattering.orientations,
-            },
+            "n_trees": n_trees,
+            "max_nodes": max_nodes,
+            "max_leaves": max_leaves,
+            "n_outputs": n_outputs,
+            "scattering": self.scattering.spec(),
             "pooling": self.pooling,
         }
 
     def describe(self) -> str:
         """E.g. ``LightGBM on scattering coefficients (J 3, L 8, 300 trees of <= 15 leaves)``."""
         assert self.scattering is not None
+        n_trees, _, max_leaves, _ = self.trees.sizes()
         return (
             f"LightGBM on scattering coefficients (J {self.scattering.scale}, "
-            f"L {self.scattering.orientations}, {self.trees.feature.shape[0]} trees of "
-            f"<= {self.trees.leaf_value.shape[1]} leaves)"
+            f"L {self.scattering.orientations}, {n_trees} trees of <= {max_leaves} leaves)"
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -171,8 +171,7 @@ class ScatteringTrees(nn.Module):
 
 def tree_member(model: nn.Module) -> ScatteringTrees | None:
     """The tree member of an ensemble (or the model itself), if there is one."""
-    members = model.members if isinstance(model, ProbabilityAverage) else [model]
-    return next((member for member in members if isinstance(member, ScatteringTrees)), None)
+    return member_of_type(model, ScatteringTrees)
 
 
 def fit_scattering_trees(
@@ -194,32 +193,17 @@ def fit_scattering_trees(
     and of their ``views`` (the test-time flips); at most ``max_train`` images (a stratified
     sample) are used, because every image holds thousands of coefficients."""
     from lightgbm import LGBMClassifier
-    from sklearn.model_selection import train_test_split
 
-    labels = np.asarray(labels)
-    counts = np.bincount(labels, minlength=n_classes)
+    counts = np.bincount(np.asarray(labels), minlength=n_classes)
     if (counts < 2).any():
         raise DataError(
             "the tree member needs at least 2 training images of every class; "
             f"counts per class: {counts.tolist()}."
         )
-    if len(images) > max_train:
-        images, _, labels, _ = train_test_split(
-            images, labels, train_size=max_train, stratify=labels, random_state=seed
-        )
-    factor = pooling_factor(*images.shape[2:])
-    size = [images.shape[2] // factor, images.shape[3] // factor]
-    spec = {"size": size, "scale": scattering[0], "orientations": scattering[1]}
-    transform = _scattering(spec)
-    originals = torch.from_numpy(np.ascontiguousarray(images, dtype=np.float32))
-    blocks = []
-    with torch.no_grad():
-        for version in (originals, *(view(originals) for view in views)):
-            for start in range(0, len(version), FEATURE_BATCH):
-                chunk = version[start : start + FEATURE_BATCH]
-                blocks.append(member_features(chunk, factor, transform).numpy())
-    features = np.concatenate(blocks)
-    targets = np.tile(labels, 1 + len(views))
+    data = training_features(
+        images, labels, views=views, scattering=scattering, max_train=max_train, seed=seed
+    )
+    assert data.scattering is not None
     model = LGBMClassifier(
         n_estimators=trees,
         learning_rate=learning_rate,
@@ -230,15 +214,8 @@ def fit_scattering_trees(
         random_state=seed,
         n_jobs=torch.get_num_threads(),
         verbose=-1,
-    ).fit(features, targets)
-    trees_module = TreeEnsemble.from_lightgbm(model.booster_)
-    member = ScatteringTrees(
-        trees_module.feature.shape[0],
-        trees_module.feature.shape[1],
-        trees_module.leaf_value.shape[1],
-        trees_module.output_of_tree.shape[1],
-        spec,
-        factor,
-    )
-    member.trees.load_state_dict(trees_module.state_dict())
+    ).fit(data.features, data.targets)
+    fitted = TreeEnsemble.from_lightgbm(model.booster_)
+    member = ScatteringTrees(*fitted.sizes(), data.scattering.spec(), data.pooling)
+    member.trees = fitted
     return member.eval()

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import pandas as pd
@@ -65,6 +65,7 @@ from medsight.transforms.image import (
 )
 
 logger = logging.getLogger(__name__)
+M = TypeVar("M")
 Stage = Callable[[str], None]
 
 
@@ -367,13 +368,20 @@ def fit_svm_member(config: ImageTrainConfig, splits: ImageSplits) -> PixelSVM | 
     """The SVM member fitted on the train split, also on the test-time flips of each
     image (the views it will be asked about), seeded by the run's seed. With ``enabled: auto``
     a training split it cannot be fitted on gives a warning and no member (None)."""
-    settings = config.model.svm_member
+    return _fit_or_skip(
+        config.model.svm_member.enabled, "SVM", lambda: _fit_svm_member(config, splits)
+    )
+
+
+def _fit_or_skip(enabled: bool | str, member: str, fit: Callable[[], M]) -> M | None:
+    """``fit()``; with ``enabled: auto`` a :class:`DataError` (a training split the member
+    cannot be fitted on) is logged as a warning and gives no member, with ``true`` it stands."""
     try:
-        return _fit_svm_member(config, splits)
+        return fit()
     except DataError as error:
-        if settings.enabled is True:
+        if enabled is True:
             raise
-        logger.warning("no SVM member: %s", error)
+        logger.warning("no %s member: %s", member, error)
         return None
 
 
@@ -743,8 +751,10 @@ def fit_tree_member(config: ImageTrainConfig, splits: ImageSplits) -> Scattering
     seed. With ``enabled: auto`` a training split it cannot be fitted on gives a warning and no
     member (None)."""
     settings = config.model.tree_member
-    try:
-        return fit_scattering_trees(
+    return _fit_or_skip(
+        settings.enabled,
+        "tree",
+        lambda: fit_scattering_trees(
             splits.train.images,
             splits.train.labels,
             len(splits.class_names),
@@ -757,9 +767,5 @@ def fit_tree_member(config: ImageTrainConfig, splits: ImageSplits) -> Scattering
             feature_fraction=settings.feature_fraction,
             max_train=settings.max_train,
             seed=config.seed,
-        )
-    except DataError as error:
-        if settings.enabled is True:
-            raise
-        logger.warning("no tree member: %s", error)
-        return None
+        ),
+    )
