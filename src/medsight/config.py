@@ -181,28 +181,12 @@ class EngineSettings(_Strict):
     tta: bool = True
 
 
-class SvmMemberConfig(_Strict):
-    """An RBF SVM averaged with the networks as one more member (medsight.models.pixel_svm):
-    wavelet scattering coefficients (or the pixels), standardised, PCA, C by grouped CV AUROC."""
+class _MemberShareConfig(_Strict):
+    """A member's share of the averaged probability: a number, or ``"val"`` for the share in
+    ``weight_grid`` whose mixture has the lowest log-loss on the val split (0 leaves it out)."""
 
-    # auto: on for one label per image (skipped, with a warning, where it cannot be fitted), off
-    # for multi-label data; true: on, and an error where it cannot be. Adopted in session 15 by
-    # CV on ten fresh BreastMNIST train+val folds (test untouched), against a rule fixed first:
-    # ensemble AUROC 0.892 -> 0.909, accuracy 0.862 -> 0.877 (docs/architecture.md)
-    enabled: bool | Literal["auto"] = "auto"
-    # scattering: log wavelet scattering coefficients (medsight.models.scattering), stable to small
-    # shifts and deformations; pixels: the (average-pooled) pixels themselves
-    features: Literal["scattering", "pixels"] = "scattering"
-    scattering_scale: int = Field(3, ge=1, le=4)  # J: coefficients average over 2**J pixels
-    orientations: int = Field(8, ge=2, le=16)  # L: wavelet orientations per scale
-    components: int | None = Field(None, ge=1)  # PCA components; None: 100 scattering, 50 pixels
-    # the member's share of the averaged probability (the networks share the rest equally);
-    # "val": the share in weight_grid with the lowest log-loss on the val split
     weight: float | Literal["val"] = "val"
     weight_grid: list[float] = Field(default_factory=lambda: [0.0, 0.25, 0.5], min_length=1)
-    c_grid: list[float] = Field(default_factory=lambda: [0.3, 1.0, 3.0, 10.0], min_length=1)
-    folds: int = Field(3, ge=2)  # grouped CV folds for C and for Platt scaling
-    max_train: int = Field(2000, ge=10)  # a stratified sample of at most this many images
 
     @field_validator("weight_grid")
     @classmethod
@@ -217,6 +201,28 @@ class SvmMemberConfig(_Strict):
         if isinstance(value, float) and not 0.0 < value < 1.0:
             raise ValueError('weight must be in (0, 1) or "val"')
         return value
+
+
+class SvmMemberConfig(_MemberShareConfig):
+    """An RBF SVM averaged with the networks as one more member (medsight.models.pixel_svm):
+    wavelet scattering coefficients (or the pixels), standardised, PCA, C by grouped CV AUROC."""
+
+    # auto: on for one label per image (skipped, with a warning, where it cannot be fitted), off
+    # for multi-label data; true: on, and an error where it cannot be. Adopted in session 15 by
+    # CV on ten fresh BreastMNIST train+val folds (test untouched), against a rule fixed first:
+    # ensemble AUROC 0.892 -> 0.909, accuracy 0.862 -> 0.877 (docs/architecture.md)
+    enabled: bool | Literal["auto"] = "auto"
+    # scattering: log wavelet scattering coefficients (medsight.models.scattering), stable to small
+    # shifts and deformations; pixels: the (average-pooled) pixels themselves
+    features: Literal["scattering", "pixels"] = "scattering"
+    scattering_scale: int = Field(3, ge=1, le=4)  # J: coefficients average over 2**J pixels
+    orientations: int = Field(8, ge=2, le=16)  # L: wavelet orientations per scale
+    components: int | None = Field(None, ge=1)  # PCA components; None: 100 scattering, 50 pixels
+    # its share (weight, weight_grid: _MemberShareConfig) is chosen on val from 0, 0.25 and 0.5;
+    # the networks share the rest equally
+    c_grid: list[float] = Field(default_factory=lambda: [0.3, 1.0, 3.0, 10.0], min_length=1)
+    folds: int = Field(3, ge=2)  # grouped CV folds for C and for Platt scaling
+    max_train: int = Field(2000, ge=10)  # a stratified sample of at most this many images
 
     def active(self, multi_label: bool) -> bool:
         """Whether a run on one-label (or multi-label) data gets the member."""
@@ -236,7 +242,7 @@ class SvmMemberConfig(_Strict):
         return values
 
 
-class TreeMemberConfig(_Strict):
+class TreeMemberConfig(_MemberShareConfig):
     """LightGBM on wavelet scattering coefficients, averaged with the networks (and the SVM) as
     one more member (medsight.models.tree_member)."""
 
@@ -246,8 +252,10 @@ class TreeMemberConfig(_Strict):
     # ensemble AUROC 0.897 -> 0.906, accuracy 0.863 -> 0.871 (docs/architecture.md)
     enabled: bool | Literal["auto"] = "auto"
     # its share of the averaged probability; the networks and the SVM share the rest in the
-    # proportions they had without it (the judged recipe: 0.75 * ensemble + 0.25 * trees)
-    weight: float = Field(0.25, gt=0.0, lt=1.0)
+    # proportions they had without it (the judged recipe: 0.75 * ensemble + 0.25 * trees).
+    # "val": the share in weight_grid with the lowest val log-loss (0 leaves the trees out)
+    weight: float | Literal["val"] = 0.25
+    weight_grid: list[float] = Field(default_factory=lambda: [0.0, 0.25], min_length=1)
     scattering_scale: int = Field(3, ge=1, le=4)  # J
     orientations: int = Field(8, ge=2, le=16)  # L
     trees: int = Field(300, ge=1)

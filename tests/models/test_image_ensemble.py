@@ -137,18 +137,51 @@ def test_svm_and_tree_members_run_bundles_reports_and_reloads(
     assert list((result.run_dir / "gradcam").glob("*.png"))
 
 
-def test_svm_member_with_no_share_on_val_is_left_out(tmp_path: Path) -> None:
+@pytest.mark.parametrize("member", ["svm_member", "tree_member"])
+def test_member_with_no_share_on_val_is_left_out(tmp_path: Path, member: str) -> None:
     config = ImageTrainConfig(data=ImageDataConfig(path="phantom"), output_dir=tmp_path, name="no")
     config.model.ensemble = 1
     config.model.params = {"width": 4}
-    config.model.svm_member.enabled = True
-    config.model.svm_member.weight_grid = [0.0]
-    config.model.tree_member.enabled = False
+    config.model.svm_member.enabled = member == "svm_member"
+    config.model.tree_member.enabled = member == "tree_member"
+    config.model.tree_member.trees = 20
+    settings = getattr(config.model, member)
+    settings.weight, settings.weight_grid = "val", [0.0]
     config.engine.epochs = 1
     result = run_image(config, progress=False)
     assert not isinstance(result.trained.model, ProbabilityAverage)
-    assert "svm_member" not in result.trained.model_spec
+    assert member not in result.trained.model_spec
     assert "member_weights" not in ImageBundle.load(result.bundle_path).metadata["model"]
+
+
+def test_tree_share_on_val_is_the_lowest_val_loss_mixture(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from medsight.models.tree_member import tree_member
+
+    config = ImageTrainConfig(data=ImageDataConfig(path="phantom"), output_dir=tmp_path, name="tv")
+    config.model.ensemble = 1
+    config.model.params = {"width": 4}
+    config.model.svm_member.enabled = False
+    config.model.tree_member.trees = 20
+    config.model.tree_member.weight = "val"
+    config.model.tree_member.weight_grid = [0.25, 0.5]
+    config.engine.epochs = 1
+    with caplog.at_level(logging.INFO, logger="medsight.tasks.image"):
+        result = run_image(config, progress=False)
+    model, splits = result.trained.model, result.splits
+    engine, views = engine_config(config.engine, 0, n_train=1), tta_functions(result.trained.tta)
+    network, trees = (
+        Trainer(part, engine).predict_proba(torch.from_numpy(splits.val.images), tta=views)
+        for part in (model.members[0], tree_member(model))
+    )
+    share, losses = share_by_val_loss(splits.val.labels, network, trees, [0.25, 0.5])
+    assert result.trained.model_spec["member_weights"] == pytest.approx([1 - share, share])
+    assert result.trained.tree_share == pytest.approx(share)
+    assert losses[0.25] != losses[0.5]  # the choice was not a tie
+    messages = [r.getMessage() for r in caplog.records]
+    assert any(m.startswith("tree member share by val log-loss") for m in messages)
+    assert any(f"{share:g}: {losses[share]:.3f}" in m for m in messages)
 
 
 def test_weighted_average_and_the_val_loss_share() -> None:

@@ -24,7 +24,13 @@ from torch import nn
 
 from medsight.bundle.image import ImageBundle
 from medsight.bundle.prediction import class_text
-from medsight.config import ImageTrainConfig, OperatingPointConfig, dump_config
+from medsight.config import (
+    ImageTrainConfig,
+    OperatingPointConfig,
+    SvmMemberConfig,
+    TreeMemberConfig,
+    dump_config,
+)
 from medsight.data.fingerprint import package_versions
 from medsight.data.image_audit import (
     DEFAULT_THRESHOLD,
@@ -263,7 +269,19 @@ def train_image_model(
         svm, share = None, 0.0
         if distributed is None or distributed.is_main:  # one fit, shared with the other ranks
             svm = fit_svm_member(config, splits)
-            share = svm_share(config, members, svm, val, tta) if svm is not None else 0.0
+            share = (
+                member_share(
+                    config,
+                    config.model.svm_member,
+                    "SVM",
+                    ProbabilityAverage(members),
+                    svm,
+                    val,
+                    tta,
+                )
+                if svm is not None
+                else 0.0
+            )
         if distributed is not None:
             svm, share = distributed.broadcast_object((svm, share))
         svm_seconds = time.perf_counter() - started
@@ -278,7 +296,7 @@ def train_image_model(
     tree_seconds = 0.0
     if config.model.tree_member.active(multi_label):
         started = time.perf_counter()
-        model = add_tree_member(config, splits, model, spec, distributed)
+        model = add_tree_member(config, splits, model, spec, val, tta, distributed)
         tree_seconds = time.perf_counter() - started
     predictor = Trainer(
         model, engine_config(config.engine, config.seed, n_train=1, multi_label=multi_label)
@@ -336,29 +354,30 @@ def check_multi_label_config(config: ImageTrainConfig) -> None:
         )
 
 
-def svm_share(
+def member_share(
     config: ImageTrainConfig,
-    networks: list[nn.Module],
-    svm: PixelSVM,
+    settings: SvmMemberConfig | TreeMemberConfig,
+    name: str,
+    current: nn.Module,
+    member: nn.Module,
     val: ImageTensorDataset,
     tta: list[str],
 ) -> float:
-    """The SVM member's share of the averaged probability: the setting, or with ``"val"`` the
-    share in ``weight_grid`` whose mixture has the lowest log-loss on the val split."""
-    settings = config.model.svm_member
+    """``member``'s share of the averaged probability (``current`` keeps the rest): the setting,
+    or with ``"val"`` the share in ``settings.weight_grid`` whose mixture has the lowest log-loss
+    on the val split, so that a member weaker than the rest can be left out (share 0)."""
     if settings.weight != "val":
         return float(settings.weight)
     engine = engine_config(config.engine, config.seed, n_train=1)
     views = tta_functions(tta)
-    network_probabilities = Trainer(ProbabilityAverage(networks), engine).predict_proba(
-        val, tta=views
-    )
-    svm_probabilities = Trainer(svm, engine).predict_proba(val, tta=views)
+    current_probabilities = Trainer(current, engine).predict_proba(val, tta=views)
+    member_probabilities = Trainer(member, engine).predict_proba(val, tta=views)
     share, losses = share_by_val_loss(
-        np.asarray(val.labels), network_probabilities, svm_probabilities, settings.weight_grid
+        np.asarray(val.labels), current_probabilities, member_probabilities, settings.weight_grid
     )
     logger.info(
-        "SVM member share by val log-loss: %s",
+        "%s member share by val log-loss: %s",
+        name,
         ", ".join(f"{k:g}: {v:.3f}" for k, v in losses.items()),
     )
     return share
@@ -723,22 +742,29 @@ def add_tree_member(
     splits: ImageSplits,
     model: nn.Module,
     spec: dict[str, Any],
+    val: ImageTensorDataset,
+    tta: list[str],
     distributed: DistributedContext | None,
 ) -> nn.Module:
-    """``model`` with the tree member at its configured share (the other members keep their
-    proportions), ``spec`` updated; ``model`` unchanged where no member could be fitted. Under
-    ``torchrun`` rank 0 fits it and the other ranks receive it."""
-    trees = None
+    """``model`` with the tree member at its share (the setting, or chosen on ``val``; the other
+    members keep their proportions), ``spec`` updated; ``model`` unchanged where no member could
+    be fitted or its share is 0. Under ``torchrun`` rank 0 fits it and the other ranks receive
+    it."""
+    trees, share = None, 0.0
     started = time.perf_counter()
     if distributed is None or distributed.is_main:  # one fit, shared with the other ranks
         trees = fit_tree_member(config, splits)
+        if trees is not None:
+            share = member_share(config, config.model.tree_member, "tree", model, trees, val, tta)
     if distributed is not None:
-        trees = distributed.broadcast_object(trees)
+        trees, share = distributed.broadcast_object((trees, share))
     if trees is None:
         return model
     if distributed is None or distributed.is_main:
-        logger.info("%s, %.1f s", trees.describe(), time.perf_counter() - started)
-    share = config.model.tree_member.weight
+        verdict = f"share {share:.2f}" if share > 0 else "left out (share 0 on val)"
+        logger.info("%s, %.1f s, %s", trees.describe(), time.perf_counter() - started, verdict)
+    if share <= 0:
+        return model
     others = list(model.members) if isinstance(model, ProbabilityAverage) else [model]
     before = spec.get("member_weights") or [1.0 / len(others)] * len(others)
     spec["tree_member"] = trees.spec()
