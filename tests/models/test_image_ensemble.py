@@ -13,11 +13,16 @@ import torch
 from medsight.bundle.image import ImageBundle
 from medsight.config import ImageDataConfig, ImageTrainConfig
 from medsight.explain.gradcam import gradcam
-from medsight.models.ensemble import ProbabilityAverage, member_seed, share_by_val_loss
-from medsight.tasks.image import build_network, ensemble_members, run_image
+from medsight.models.ensemble import (
+    ProbabilityAverage,
+    member_seed,
+    share_by_val_loss,
+    val_loss_rise,
+)
+from medsight.tasks.image import build_network, ensemble_members, member_share, run_image
 from medsight.train.engine import Trainer
 from medsight.train.settings import engine_config
-from medsight.transforms.image import tta_functions
+from medsight.transforms.image import ImageTensorDataset, tta_functions
 
 NORMALISATION = {"mean": [0.5], "std": [0.25]}
 SPEC = {"name": "small_cnn", "params": {"width": 4}, "in_channels": 1, "num_classes": 3}
@@ -201,6 +206,65 @@ def test_weighted_average_and_the_val_loss_share() -> None:
     assert share == 0.5 and losses[0.0] > losses[0.25] > losses[0.5]
     assert share_by_val_loss(labels, right, confident_wrong, [0.5, 0.0, 0.25])[0] == 0.0
     assert share_by_val_loss(labels, right, right, [0.5, 0.25])[0] == 0.25  # ties: smaller
+
+
+def test_val_loss_rise_is_the_paired_per_image_rise() -> None:
+    labels = np.array([0, 1, 1, 0])
+    current = np.array([[0.8, 0.2], [0.3, 0.7], [0.4, 0.6], [0.9, 0.1]])
+    member = np.array([[0.2, 0.8], [0.3, 0.7], [0.9, 0.1], [0.9, 0.1]])
+    mixed = 0.5 * current + 0.5 * member
+    rows = np.arange(4)
+    rises = np.log(current[rows, labels]) - np.log(mixed[rows, labels])
+    rise, error = val_loss_rise(labels, current, member, 0.5)
+    assert rise == pytest.approx(rises.mean())
+    assert error == pytest.approx(rises.std(ddof=1) / 2)
+    assert val_loss_rise(labels, current, current, 0.25) == (0.0, 0.0)
+    assert val_loss_rise(labels[:1], current[:1], member[:1], 0.5)[1] == np.inf
+
+
+class _ReadsTheLabel(torch.nn.Module):
+    """Logits from an image's mean (the tests' images are filled with their label): right for
+    ``sign`` 1, confidently wrong for -1; ``noise`` adds a per-image term of either sign, read
+    from the last pixel."""
+
+    def __init__(self, sign: float, noise: float = 0.0) -> None:
+        super().__init__()
+        self.sign, self.noise = sign, noise
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        mean = images.mean(dim=(1, 2, 3)) - 0.5
+        jitter = self.noise * torch.sin(40.0 * images[:, 0, -1, -1])
+        logit = self.sign * 3.0 * mean + jitter
+        return torch.stack([-logit, logit], dim=1)
+
+
+@pytest.mark.parametrize(
+    ("sign", "noise", "verb", "kept"),
+    [
+        (-1.0, 0.0, "raises", False),  # confidently wrong: far beyond chance
+        (2.0, 2.4, "raises", True),  # a rise of about 1.2 standard errors: within chance
+        (3.0, 0.0, "changes", True),  # surer and right: lowers the loss
+    ],
+)
+def test_a_member_that_raises_the_val_loss_beyond_chance_is_left_out(
+    sign: float, noise: float, verb: str, kept: bool, caplog: pytest.LogCaptureFixture
+) -> None:
+    labels = np.tile([0, 1], 20)
+    images = np.broadcast_to(labels[:, None, None, None], (40, 1, 8, 8)).astype(np.float32)
+    images[:, 0, -1, -1] = np.random.default_rng(0).uniform(0, 1, 40)
+    val = ImageTensorDataset(images, labels)
+    config = ImageTrainConfig(data=ImageDataConfig(path="phantom"))
+    settings = config.model.tree_member
+    settings.leave_out_if_worse_on_val = True
+    current, member = _ReadsTheLabel(1.0), _ReadsTheLabel(sign, noise)
+    with caplog.at_level(logging.INFO, logger="medsight.tasks.image"):
+        share = member_share(config, settings, "tree", current, member, val, [])
+    assert share == (0.25 if kept else 0.0)
+    message = next(r.getMessage() for r in caplog.records if "val log-loss by" in r.getMessage())
+    assert message.endswith(": left out") is not kept
+    assert f"at 0.25 {verb} the val log-loss" in message
+    settings.leave_out_if_worse_on_val = False  # the fixed share without the test
+    assert member_share(config, settings, "tree", current, _ReadsTheLabel(-1.0), val, []) == 0.25
 
 
 def test_multi_label_ensemble_averages_each_findings_sigmoid() -> None:

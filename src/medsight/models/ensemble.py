@@ -68,6 +68,11 @@ def member_of_type(model: nn.Module, kind: type[M]) -> M | None:
     return next((member for member in members if isinstance(member, kind)), None)
 
 
+def _image_losses(probabilities: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """Each labelled image's log-loss under ``(N, classes)`` probabilities."""
+    return -np.log(np.clip(probabilities[np.arange(len(labels)), labels], 1e-12, None))
+
+
 def share_by_val_loss(
     labels: np.ndarray,
     networks: np.ndarray,
@@ -77,14 +82,24 @@ def share_by_val_loss(
     """The ``member``'s share of the averaged probability, from ``grid``, with the lowest
     log-loss on labelled (val) images, and every share's loss. ``networks`` and ``member`` are
     ``(N, classes)`` probabilities; ties go to the smaller share."""
-    rows = np.arange(len(labels))
     losses = {}
     for share in sorted(grid):
         mixed = (1.0 - share) * networks + share * member
-        losses[float(share)] = float(-np.log(np.clip(mixed[rows, labels], 1e-12, None)).mean())
+        losses[float(share)] = float(_image_losses(mixed, labels).mean())
     lowest = min(losses.values())
     best = min(share for share, loss in losses.items() if loss <= lowest + 1e-12)
     return best, losses
+
+
+def val_loss_rise(
+    labels: np.ndarray, current: np.ndarray, member: np.ndarray, share: float
+) -> tuple[float, float]:
+    """How far mixing ``member`` in at ``share`` raises the log-loss on labelled (val) images:
+    the mean of the paired per-image rises and its standard error (inf with one image)."""
+    mixed = (1.0 - share) * current + share * member
+    rise = _image_losses(mixed, labels) - _image_losses(current, labels)
+    error = rise.std(ddof=1) / np.sqrt(len(rise)) if len(rise) > 1 else np.inf
+    return float(rise.mean()), float(error)
 
 
 def member_seed(seed: int, member: int) -> int:

@@ -51,7 +51,12 @@ from medsight.evaluate.thresholds import (
     decide,
     threshold_text,
 )
-from medsight.models.ensemble import ProbabilityAverage, member_seed, share_by_val_loss
+from medsight.models.ensemble import (
+    ProbabilityAverage,
+    member_seed,
+    share_by_val_loss,
+    val_loss_rise,
+)
 from medsight.models.imaging import check_input_size
 from medsight.models.pixel_svm import PixelSVM, fit_pixel_svm
 from medsight.models.registry import create_model, get_model_entry
@@ -354,6 +359,10 @@ def check_multi_label_config(config: ImageTrainConfig) -> None:
         )
 
 
+# one-sided 5%: a member is left out only where its val log-loss rise is unlikely to be chance
+LEAVE_OUT_Z = 1.645
+
+
 def member_share(
     config: ImageTrainConfig,
     settings: SvmMemberConfig | TreeMemberConfig,
@@ -365,22 +374,40 @@ def member_share(
 ) -> float:
     """``member``'s share of the averaged probability (``current`` keeps the rest): the setting,
     or with ``"val"`` the share in ``settings.weight_grid`` whose mixture has the lowest log-loss
-    on the val split, so that a member weaker than the rest can be left out (share 0)."""
-    if settings.weight != "val":
+    on the val split. With ``leave_out_if_worse_on_val`` a share of 0 where mixing the member in
+    raises the val log-loss by more than ``LEAVE_OUT_Z`` standard errors (paired, per image)."""
+    if settings.weight != "val" and not settings.leave_out_if_worse_on_val:
         return float(settings.weight)
     engine = engine_config(config.engine, config.seed, n_train=1)
     views = tta_functions(tta)
     current_probabilities = Trainer(current, engine).predict_proba(val, tta=views)
     member_probabilities = Trainer(member, engine).predict_proba(val, tta=views)
-    share, losses = share_by_val_loss(
-        np.asarray(val.labels), current_probabilities, member_probabilities, settings.weight_grid
-    )
-    logger.info(
-        "%s member share by val log-loss: %s",
-        name,
-        ", ".join(f"{k:g}: {v:.3f}" for k, v in losses.items()),
-    )
-    return share
+    labels = np.asarray(val.labels)
+    share = settings.weight
+    if share == "val":
+        share, losses = share_by_val_loss(
+            labels, current_probabilities, member_probabilities, settings.weight_grid
+        )
+        logger.info(
+            "%s member share by val log-loss: %s",
+            name,
+            ", ".join(f"{k:g}: {v:.3f}" for k, v in losses.items()),
+        )
+    if settings.leave_out_if_worse_on_val and share > 0:
+        rise, error = val_loss_rise(labels, current_probabilities, member_probabilities, share)
+        worse = rise > LEAVE_OUT_Z * error
+        logger.info(
+            "%s member at %.2f %s the val log-loss by %+.4f (standard error %.4f)%s",
+            name,
+            share,
+            "raises" if rise > 0 else "changes",
+            rise,
+            error,
+            ": left out" if worse else "",
+        )
+        if worse:
+            return 0.0
+    return float(share)
 
 
 def fit_svm_member(config: ImageTrainConfig, splits: ImageSplits) -> PixelSVM | None:
