@@ -89,6 +89,7 @@ def test_svm_and_tree_members_run_bundles_reports_and_reloads(
     config.model.svm_member.enabled = True
     config.model.svm_member.weight_grid = [0.25, 0.5]  # the share is chosen on val
     config.model.tree_member.trees = 40  # on by default; a quarter of the average
+    config.model.tree_member.leave_out_if_worse_on_val = False  # kept whatever val says
     config.engine.epochs = 2
     with caplog.at_level(logging.INFO, logger="medsight.tasks.image"):
         result = run_image(config, progress=False)
