@@ -28,6 +28,14 @@ NORMALISATION = {"mean": [0.5], "std": [0.25]}
 SPEC = {"name": "small_cnn", "params": {"width": 4}, "in_channels": 1, "num_classes": 3}
 
 
+def _one_network(tmp_path: Path, name: str, width: int) -> ImageTrainConfig:
+    """A phantom-data run of one small network of ``width`` channels, written under tmp_path."""
+    config = ImageTrainConfig(data=ImageDataConfig(path="phantom"), output_dir=tmp_path, name=name)
+    config.model.ensemble = 1
+    config.model.params = {"width": width}
+    return config
+
+
 def test_ensemble_outputs_the_mean_of_member_probabilities() -> None:
     torch.manual_seed(0)
     model = build_network({**SPEC, "ensemble": 3}, NORMALISATION).eval()
@@ -83,9 +91,7 @@ def test_svm_and_tree_members_run_bundles_reports_and_reloads(
     from medsight.models.pixel_svm import PixelSVM, svm_member
     from medsight.models.tree_member import ScatteringTrees, tree_member
 
-    config = ImageTrainConfig(data=ImageDataConfig(path="phantom"), output_dir=tmp_path, name="svm")
-    config.model.ensemble = 1
-    config.model.params = {"width": 8}
+    config = _one_network(tmp_path, "svm", width=8)
     config.model.svm_member.enabled = True
     config.model.svm_member.weight_grid = [0.25, 0.5]  # the share is chosen on val
     config.model.tree_member.trees = 40  # on by default; a quarter of the average
@@ -145,9 +151,7 @@ def test_svm_and_tree_members_run_bundles_reports_and_reloads(
 
 @pytest.mark.parametrize("member", ["svm_member", "tree_member"])
 def test_member_with_no_share_on_val_is_left_out(tmp_path: Path, member: str) -> None:
-    config = ImageTrainConfig(data=ImageDataConfig(path="phantom"), output_dir=tmp_path, name="no")
-    config.model.ensemble = 1
-    config.model.params = {"width": 4}
+    config = _one_network(tmp_path, "no", width=4)
     config.model.svm_member.enabled = member == "svm_member"
     config.model.tree_member.enabled = member == "tree_member"
     config.model.tree_member.trees = 20
@@ -165,9 +169,7 @@ def test_tree_share_on_val_is_the_lowest_val_loss_mixture(
 ) -> None:
     from medsight.models.tree_member import tree_member
 
-    config = ImageTrainConfig(data=ImageDataConfig(path="phantom"), output_dir=tmp_path, name="tv")
-    config.model.ensemble = 1
-    config.model.params = {"width": 4}
+    config = _one_network(tmp_path, "tv", width=4)
     config.model.svm_member.enabled = False
     config.model.tree_member.trees = 20
     config.model.tree_member.weight = "val"
