@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -268,40 +269,16 @@ def train_image_model(
                 time.perf_counter() - started,
             )
     tta = tta_names(config.augment) if config.engine.tta else []
-    svm_seconds = 0.0
+    svm_seconds = tree_seconds = 0.0
     if config.model.svm_member.active(multi_label):
         started = time.perf_counter()
-        svm, share = None, 0.0
-        if distributed is None or distributed.is_main:  # one fit, shared with the other ranks
-            svm = fit_svm_member(config, splits)
-            share = (
-                member_share(
-                    config,
-                    config.model.svm_member,
-                    "SVM",
-                    ProbabilityAverage(members),
-                    svm,
-                    val,
-                    tta,
-                )
-                if svm is not None
-                else 0.0
-            )
-        if distributed is not None:
-            svm, share = distributed.broadcast_object((svm, share))
+        fit = partial(fit_svm_member, config, splits)
+        model = add_member(config, "svm_member", "SVM", fit, model, spec, val, tta, distributed)
         svm_seconds = time.perf_counter() - started
-        if svm is not None and (distributed is None or distributed.is_main):
-            verdict = f"share {share:.2f}" if share > 0 else "left out (share 0 on val)"
-            logger.info("%s, %.1f s, %s", svm.describe(), svm_seconds, verdict)
-        if svm is not None and share > 0:
-            weights = [(1.0 - share) / len(members)] * len(members) + [share]
-            model = ProbabilityAverage([*members, svm], weights=weights)
-            spec["svm_member"] = svm.spec()
-            spec["member_weights"] = weights
-    tree_seconds = 0.0
     if config.model.tree_member.active(multi_label):
         started = time.perf_counter()
-        model = add_tree_member(config, splits, model, spec, val, tta, distributed)
+        fit = partial(fit_tree_member, config, splits)
+        model = add_member(config, "tree_member", "tree", fit, model, spec, val, tta, distributed)
         tree_seconds = time.perf_counter() - started
     predictor = Trainer(
         model, engine_config(config.engine, config.seed, n_train=1, multi_label=multi_label)
@@ -764,39 +741,42 @@ def _source_stem(source: str) -> str:
     return re.sub(r"\.(npz|csv)$", "", tail) or "images"
 
 
-def add_tree_member(
+def add_member(
     config: ImageTrainConfig,
-    splits: ImageSplits,
+    key: str,
+    name: str,
+    fit: Callable[[], PixelSVM | ScatteringTrees | None],
     model: nn.Module,
     spec: dict[str, Any],
     val: ImageTensorDataset,
     tta: list[str],
     distributed: DistributedContext | None,
 ) -> nn.Module:
-    """``model`` with the tree member at its share (the setting, or chosen on ``val``; the other
-    members keep their proportions), ``spec`` updated; ``model`` unchanged where no member could
-    be fitted or its share is 0. Under ``torchrun`` rank 0 fits it and the other ranks receive
-    it."""
-    trees, share = None, 0.0
+    """``model`` with the member that ``fit`` returns (``config.model.<key>`` its settings) at
+    its share (:func:`member_share`; the members before keep their proportions), ``spec[key]``
+    and ``spec["member_weights"]`` updated; ``model`` unchanged where no member could be fitted
+    or its share is 0. Under ``torchrun`` rank 0 fits it and the other ranks receive it."""
+    settings = getattr(config.model, key)
+    member, share = None, 0.0
     started = time.perf_counter()
     if distributed is None or distributed.is_main:  # one fit, shared with the other ranks
-        trees = fit_tree_member(config, splits)
-        if trees is not None:
-            share = member_share(config, config.model.tree_member, "tree", model, trees, val, tta)
+        member = fit()
+        if member is not None:
+            share = member_share(config, settings, name, model, member, val, tta)
     if distributed is not None:
-        trees, share = distributed.broadcast_object((trees, share))
-    if trees is None:
+        member, share = distributed.broadcast_object((member, share))
+    if member is None:
         return model
     if distributed is None or distributed.is_main:
         verdict = f"share {share:.2f}" if share > 0 else "left out (share 0 on val)"
-        logger.info("%s, %.1f s, %s", trees.describe(), time.perf_counter() - started, verdict)
+        logger.info("%s, %.1f s, %s", member.describe(), time.perf_counter() - started, verdict)
     if share <= 0:
         return model
-    others = list(model.members) if isinstance(model, ProbabilityAverage) else [model]
+    others = ensemble_members(model)
     before = spec.get("member_weights") or [1.0 / len(others)] * len(others)
-    spec["tree_member"] = trees.spec()
+    spec[key] = member.spec()
     spec["member_weights"] = [weight * (1.0 - share) for weight in before] + [share]
-    return ProbabilityAverage([*others, trees], weights=spec["member_weights"])
+    return ProbabilityAverage([*others, member], weights=spec["member_weights"])
 
 
 def fit_tree_member(config: ImageTrainConfig, splits: ImageSplits) -> ScatteringTrees | None:
