@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import subprocess
 import sys
@@ -13,7 +14,7 @@ from torch.utils.data import SequentialSampler
 
 from medsight.errors import ConfigError
 from medsight.train.checkpoint import load_checkpoint
-from medsight.train.distributed import ShardedSampler, init_from_env
+from medsight.train.distributed import ShardedSampler, exit_after_distributed_run, init_from_env
 
 SCRIPT = Path(__file__).parent / "scripts" / "ddp_train.py"
 TIMING_FIELDS = {"train_seconds", "images_per_second"}
@@ -74,3 +75,17 @@ def test_init_from_env_outside_torchrun(monkeypatch: pytest.MonkeyPatch) -> None
     monkeypatch.setenv("WORLD_SIZE", "2")
     with pytest.raises(ConfigError, match="torchrun"):
         init_from_env()
+
+
+def test_exit_after_distributed_run_ends_only_torchrun_workers(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    calls: list[object] = []
+    monkeypatch.setattr(os, "_exit", calls.append)
+    monkeypatch.setattr(logging, "shutdown", lambda: calls.append("logging flushed"))
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    exit_after_distributed_run(3)
+    assert calls == []  # a single process goes on to its normal exit
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    exit_after_distributed_run(3)
+    assert calls == ["logging flushed", 3]

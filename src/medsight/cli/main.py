@@ -201,7 +201,7 @@ def train(
         run_image_with_progress,
         train_with_progress,
     )
-    from medsight.train.distributed import launch_rank
+    from medsight.train.distributed import exit_after_distributed_run, launch_rank
 
     task_name = {
         "image": IMAGE_TASK,
@@ -253,6 +253,7 @@ def train(
         result = run_image_with_progress(console, image_config, resume=resume)
         if launch_rank() == 0:  # under torchrun only rank 0 reports
             print_image_run(console, result)
+        exit_after_distributed_run()  # a torchrun worker ends here, past torch's gloo teardown
         return
 
     overrides = {

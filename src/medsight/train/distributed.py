@@ -13,8 +13,10 @@ Outside torchrun it returns a single-process context, so the same script runs wi
 
 from __future__ import annotations
 
+import logging
 import math
 import os
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -29,6 +31,7 @@ __all__ = [
     "DistributedContext",
     "ShardedSampler",
     "current_context",
+    "exit_after_distributed_run",
     "init_from_env",
     "launch_rank",
 ]
@@ -162,6 +165,25 @@ def init_from_env(backend: str | None = None) -> DistributedContext:
         device=device,
         owns_group=owns,
     )
+
+
+def exit_after_distributed_run(code: int = 0) -> None:
+    """End a torchrun worker that has finished cleanly, skipping the interpreter's teardown.
+
+    Does nothing outside torchrun (``WORLD_SIZE`` <= 1). Written by hand because torch 2.13 has no
+    fix: wrapping a model in ``DistributedDataParallel`` keeps the gloo process group alive after
+    ``destroy_process_group`` (its ``gloo_tcp_loop`` and ``pt_gloo_runloop`` threads keep running),
+    and tearing those down at interpreter exit occasionally aborts a rank with "terminate called
+    without an active exception" (SIGABRT) after the work is done and saved. Call it only after
+    the process group has been destroyed and every output written: streams and logging are flushed
+    here, then the process ends with ``os._exit(code)``.
+    """
+    if _env_int("WORLD_SIZE", 1) <= 1:
+        return
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        stream.flush()
+    os._exit(code)
 
 
 def launch_rank() -> int:

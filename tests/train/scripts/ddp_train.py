@@ -22,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from engine_toys import ToyImages, tiny_cnn, toy_arrays
 
-from medsight.train.distributed import init_from_env
+from medsight.train.distributed import exit_after_distributed_run, init_from_env
 from medsight.train.engine import EngineConfig, Trainer
 
 
@@ -56,6 +56,7 @@ def main() -> None:
         ctx.barrier()
     finally:
         ctx.cleanup()
+    exit_after_distributed_run()
 
 
 if __name__ == "__main__":
