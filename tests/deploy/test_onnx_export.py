@@ -17,7 +17,7 @@ from medsight.deploy.onnx import (
     max_abs_difference,
 )
 from medsight.errors import BundleError, DataError
-from medsight.models.imaging import resnet18_28, small_cnn
+from medsight.models.imaging import resnet18_28, scattering_cnn, small_cnn
 from medsight.transforms.image import Standardize
 from shared_helpers import small_densenet
 
@@ -26,6 +26,7 @@ MODELS = {
     "small_cnn": (lambda: Standardize(small_cnn(width=8), [0.4], [0.2]), (1, 28, 28), 2),
     "resnet18_28": (lambda: resnet18_28(in_channels=3, num_classes=3), (3, 28, 28), 3),
     "densenet": (small_densenet, (1, 32, 32), 2),
+    "scattering_cnn": (lambda: scattering_cnn(3, 3, width=8), (3, 28, 28), 3),
 }
 
 

@@ -21,7 +21,7 @@ from medsight.explain.gradcam import (
     overlay,
     save_gradcam_png,
 )
-from medsight.models.imaging import resnet18_28, small_cnn
+from medsight.models.imaging import resnet18_28, scattering_cnn, small_cnn
 from medsight.transforms.image import Standardize
 from shared_helpers import small_densenet
 
@@ -41,6 +41,7 @@ MODELS = {
     "small_cnn": (lambda: small_cnn(width=8), SIZE),
     "resnet18_28": (_resnet, SIZE),
     "densenet": (small_densenet, 64),
+    "scattering_cnn": (lambda: scattering_cnn(width=8), SIZE),
 }
 
 

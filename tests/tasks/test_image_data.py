@@ -160,6 +160,22 @@ def test_image_models_map_images_to_logits(name: str) -> None:
     assert model.eval()(torch.rand(2, 3, size, size)).shape == (2, 4)
 
 
+def test_scattering_cnn_is_built_for_the_data_size_and_refuses_others() -> None:
+    import torch
+
+    from medsight.config import ImageTrainConfig
+    from medsight.tasks.image import new_network
+
+    config = ImageTrainConfig.model_validate(
+        {"data": {"path": "phantom", "image_size": 32}, "model": {"name": "scattering_cnn"}}
+    )
+    model, spec, _ = new_network(config, load_image_splits(config.data))
+    assert spec["params"]["size"] == 32  # from the data, and in the spec the bundle rebuilds from
+    assert model.eval()(torch.rand(3, 1, 32, 32)).shape == (3, 2)
+    with pytest.raises(DataError, match="built for 32x32 images"):
+        model(torch.rand(3, 1, 28, 28))
+
+
 def test_densenet_refuses_inputs_it_would_pool_away() -> None:
     model = create_model("densenet121", in_channels=1, num_classes=2)
     with pytest.raises(ConfigError, match="at least 32x32"):
@@ -167,7 +183,8 @@ def test_densenet_refuses_inputs_it_would_pool_away() -> None:
 
 
 def test_registry_lists_image_models() -> None:
-    assert {"small_cnn", "resnet18_28", "densenet121"} <= {m.name for m in list_models("image")}
+    names = {m.name for m in list_models("image")}
+    assert {"small_cnn", "scattering_cnn", "resnet18_28", "densenet121"} <= names
 
 
 def test_local_weights_load_and_missing_file_is_clear(tmp_path: Path) -> None:

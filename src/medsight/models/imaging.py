@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from medsight.errors import BundleError, ConfigError
+from medsight.errors import BundleError, ConfigError, DataError
 from medsight.models.registry import register_model
 
 
@@ -52,6 +52,72 @@ def small_cnn(
         nn.Dropout(dropout),
         nn.Linear(4 * width, num_classes),
     )
+    return _with_weights(model, weights)
+
+
+class _SizeCheck(nn.Module):
+    """Passes ``size`` x ``size`` images through; any other size is a clear ``DataError``."""
+
+    def __init__(self, size: int) -> None:
+        super().__init__()
+        self.size = size
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.shape[-2:] != (self.size, self.size):
+            raise DataError(
+                f"this scattering_cnn was built for {self.size}x{self.size} images, got "
+                f"{tuple(x.shape[-2:])}; resize the images (data.image_size) or rebuild it"
+            )
+        return x
+
+
+@register_model(
+    "scattering_cnn",
+    family="image",
+    description="A small CNN on fixed wavelet scattering maps (J=2): a hybrid for small data sets.",
+)
+def scattering_cnn(
+    in_channels: int = 1,
+    num_classes: int = 2,
+    size: int = 28,
+    width: int = 64,
+    dropout: float = 0.2,
+    weights: str | Path | None = None,
+) -> nn.Module:
+    """Oyallon et al.'s hybrid (2017): order 0-2 log scattering maps at 1/4 resolution (81 per
+    input channel, fixed), batch-normalised, then two double-conv blocks and a linear head.
+
+    The filters are built for ``size`` x ``size`` inputs (an image run sets it to the data's
+    size); other sizes are refused."""
+    from medsight.models.scattering import Scattering2d
+
+    scattering = Scattering2d((size, size), scale=2, orientations=8)
+    maps = in_channels * scattering.channels_per_input
+    side = -(-size // 4)
+
+    def block(c_in: int, c_out: int) -> nn.Sequential:
+        return nn.Sequential(
+            nn.Conv2d(c_in, c_out, 3, padding=1, bias=False),
+            nn.BatchNorm2d(c_out),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(c_out, c_out, 3, padding=1, bias=False),
+            nn.BatchNorm2d(c_out),
+            nn.ReLU(inplace=True),
+        )
+
+    model = nn.Sequential(
+        _SizeCheck(size),
+        scattering,
+        nn.Unflatten(1, (maps, side, side)),
+        nn.BatchNorm2d(maps),
+        block(maps, width),
+        block(width, 2 * width),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Dropout(dropout),
+        nn.Linear(2 * width, num_classes),
+    )
+    model.min_input_size = size
     return _with_weights(model, weights)
 
 

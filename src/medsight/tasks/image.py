@@ -6,6 +6,7 @@ after training, with bootstrap confidence intervals.
 
 from __future__ import annotations
 
+import inspect
 import json
 import logging
 import re
@@ -60,7 +61,7 @@ from medsight.models.ensemble import (
 )
 from medsight.models.imaging import check_input_size
 from medsight.models.pixel_svm import PixelSVM, fit_pixel_svm
-from medsight.models.registry import create_model, get_model_entry
+from medsight.models.registry import create_model, get_model_entry, list_models
 from medsight.models.tree_member import ScatteringTrees, fit_scattering_trees
 from medsight.runs import run_name, staged_directory
 from medsight.tasks.image_data import ImageSplits, load_image_splits
@@ -178,7 +179,7 @@ def _single_network(spec: dict[str, Any], normalisation: dict[str, list[float]])
     if entry.family != "image":
         raise ConfigError(
             f"model '{spec['name']}' is a {entry.family} model; image models: "
-            "small_cnn, resnet18_28, densenet121 (see `medsight models`)."
+            f"{', '.join(e.name for e in list_models('image'))} (see `medsight models`)."
         )
     network = create_model(
         spec["name"],
@@ -187,6 +188,11 @@ def _single_network(spec: dict[str, Any], normalisation: dict[str, list[float]])
         **spec.get("params", {}),
     )
     return Standardize(network, normalisation["mean"], normalisation["std"])
+
+
+def _takes_image_size(name: str) -> bool:
+    """Whether the registered model's factory builds for one input ``size``."""
+    return "size" in inspect.signature(get_model_entry(name).factory).parameters
 
 
 def new_network(
@@ -206,6 +212,8 @@ def new_network(
         spec["multi_label"] = True
     if config.model.weights is not None:
         spec["params"]["weights"] = str(config.model.weights)
+    if _takes_image_size(config.model.name):  # built for one size (scattering_cnn's filters)
+        spec["params"].setdefault("size", height)
     mean, std = channel_statistics(splits.train.images)
     normalisation = {"mean": mean, "std": std}
     model = build_network(spec, normalisation)
