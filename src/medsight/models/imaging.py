@@ -16,6 +16,18 @@ from medsight.errors import BundleError, ConfigError, DataError
 from medsight.models.registry import register_model
 
 
+def _double_conv(c_in: int, c_out: int) -> nn.Sequential:
+    """Two 3x3 convolutions, each followed by batch norm and ReLU (size kept)."""
+    return nn.Sequential(
+        nn.Conv2d(c_in, c_out, 3, padding=1, bias=False),
+        nn.BatchNorm2d(c_out),
+        nn.ReLU(inplace=True),
+        nn.Conv2d(c_out, c_out, 3, padding=1, bias=False),
+        nn.BatchNorm2d(c_out),
+        nn.ReLU(inplace=True),
+    )
+
+
 @register_model(
     "small_cnn",
     family="image",
@@ -31,22 +43,12 @@ def small_cnn(
     """A compact CNN for 28-64 px inputs (channels width, 2x, 4x: about 287k parameters at the
     default width 32, 72k at width 16)."""
 
-    def block(c_in: int, c_out: int) -> nn.Sequential:
-        return nn.Sequential(
-            nn.Conv2d(c_in, c_out, 3, padding=1, bias=False),
-            nn.BatchNorm2d(c_out),
-            nn.ReLU(inplace=True),
-            nn.Conv2d(c_out, c_out, 3, padding=1, bias=False),
-            nn.BatchNorm2d(c_out),
-            nn.ReLU(inplace=True),
-        )
-
     model = nn.Sequential(
-        block(in_channels, width),
+        _double_conv(in_channels, width),
         nn.MaxPool2d(2),
-        block(width, 2 * width),
+        _double_conv(width, 2 * width),
         nn.MaxPool2d(2),
-        block(2 * width, 4 * width),
+        _double_conv(2 * width, 4 * width),
         nn.AdaptiveAvgPool2d(1),
         nn.Flatten(),
         nn.Dropout(dropout),
@@ -95,23 +97,13 @@ def scattering_cnn(
     maps = in_channels * scattering.channels_per_input
     side = -(-size // 4)
 
-    def block(c_in: int, c_out: int) -> nn.Sequential:
-        return nn.Sequential(
-            nn.Conv2d(c_in, c_out, 3, padding=1, bias=False),
-            nn.BatchNorm2d(c_out),
-            nn.ReLU(inplace=True),
-            nn.Conv2d(c_out, c_out, 3, padding=1, bias=False),
-            nn.BatchNorm2d(c_out),
-            nn.ReLU(inplace=True),
-        )
-
     model = nn.Sequential(
         _SizeCheck(size),
         scattering,
         nn.Unflatten(1, (maps, side, side)),
         nn.BatchNorm2d(maps),
-        block(maps, width),
-        block(width, 2 * width),
+        _double_conv(maps, width),
+        _double_conv(width, 2 * width),
         nn.AdaptiveAvgPool2d(1),
         nn.Flatten(),
         nn.Dropout(dropout),
