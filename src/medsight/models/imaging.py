@@ -7,6 +7,7 @@ DenseNet come from MONAI; ``weights`` loads a local state dict (no downloads).
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import torch
@@ -95,7 +96,7 @@ def scattering_cnn(
 
     scattering = Scattering2d((size, size), scale=2, orientations=8)
     maps = in_channels * scattering.channels_per_input
-    side = -(-size // 4)
+    side = math.ceil(size / 2**scattering.scale)  # the transform's own subsampling
 
     model = nn.Sequential(
         _SizeCheck(size),
