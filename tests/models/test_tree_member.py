@@ -167,3 +167,68 @@ def test_an_ensemble_with_the_trees_exports_to_onnx_within_1e_4(
     assert np.abs(onnx - eager).max() <= 1e-4
     maps = gradcam(ensemble, images[:3])  # the trees' part is an occlusion map
     assert maps.shape == (3, 28, 28) and np.isfinite(maps).all()
+
+
+def test_the_svm_and_the_trees_share_one_scattering_pass_in_an_ensemble(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, tiny_cnn: Callable[[int], torch.nn.Module]
+) -> None:
+    """An ensemble computes the scattering once for both members (eager and in its ONNX graph)
+    and gives what each member gives alone; a different scattering is not shared."""
+    import onnx
+
+    from medsight.deploy.onnx import export_onnx
+    from medsight.models.pixel_svm import fit_pixel_svm
+    from medsight.models.scattering import Scattering2d
+
+    images, labels = _blobs(60, 2, size=28, seed=5)
+    network = tiny_cnn(0)
+    svm = fit_pixel_svm(images, labels, 2, views=[_flip], scattering=(3, 8), components=8)
+    trees = fit_scattering_trees(images, labels, 2, views=[_flip], trees=20)
+    coarse = fit_scattering_trees(images, labels, 2, scattering=(2, 8), trees=20)
+    ensemble = ProbabilityAverage([network, svm, trees], weights=[0.5, 0.25, 0.25]).eval()
+    batch = torch.from_numpy(images[:8])
+    with torch.no_grad():
+        alone = sum(
+            share * member(batch).softmax(dim=1)
+            for member, share in zip(ensemble.members, ensemble.shares, strict=True)
+        )
+    calls = []
+    original = Scattering2d.forward
+    monkeypatch.setattr(
+        Scattering2d, "forward", lambda self, x: calls.append(self) or original(self, x)
+    )
+    with torch.no_grad():
+        together = ensemble(batch).exp()
+        assert len(calls) == 1
+        torch.testing.assert_close(together, alone, atol=1e-6, rtol=0)
+        ProbabilityAverage([svm, trees, coarse])(batch)
+    assert len(calls) == 3  # J 3 once for the SVM and the trees, J 2 for the coarse trees
+    monkeypatch.undo()
+
+    def logs(model: torch.nn.Module) -> int:
+        path = export_onnx(model, tmp_path / f"{id(model)}.onnx", input_shape=(1, 28, 28))
+        return sum(node.op_type == "Log" for node in onnx.load(str(path)).graph.node)
+
+    # one Log per scattering pass in the graph, and one for the ensemble's output
+    assert logs(ProbabilityAverage([svm, trees])) == 2
+    assert logs(ProbabilityAverage([svm, coarse])) == 3
+
+
+def test_members_without_a_feature_map_get_one_occlusion_map_of_their_mixed_probability() -> None:
+    from medsight.explain.gradcam import gradcam
+    from medsight.explain.occlusion import occlusion_map
+    from medsight.models.pixel_svm import fit_pixel_svm
+
+    images, labels = _blobs(60, 2, size=28, seed=6)
+    svm = fit_pixel_svm(images, labels, 2, scattering=(3, 8), components=8)
+    trees = fit_scattering_trees(images, labels, 2, trees=20)
+    ensemble = ProbabilityAverage([svm, trees], weights=[0.6, 0.4]).eval()
+    batch = torch.from_numpy(images[:4])
+    mixed = occlusion_map(ensemble, batch, [1] * 4)
+    expected = np.clip(mixed, 0, None) / np.clip(mixed, 0, None).max(axis=(1, 2), keepdims=True)
+    maps = gradcam(ensemble, batch, target_class=1)
+    np.testing.assert_allclose(maps, expected, atol=1e-6)
+    separate = 0.6 * gradcam(svm, batch, target_class=1) + 0.4 * gradcam(
+        trees, batch, target_class=1
+    )
+    assert not np.allclose(maps, separate / separate.max(axis=(1, 2), keepdims=True), atol=1e-3)

@@ -127,9 +127,8 @@ def gradcam(
         return _ensemble_gradcam(model, batch, target_class, batch_size)
     if _occluded(model) and layer is None:
         with eval_mode(model):
-            batch = batch.to(device_of(model))
-            targets = _targets(model, batch, target_class)
-            return _normalise(occlusion_map(model, batch, targets, batch_size=batch_size))
+            targets = _targets(model, batch.to(device_of(model)), target_class)
+        return _occlusion(model, batch, targets, batch_size)
     height, width = batch.shape[-2:]
     name = layer if layer is not None else default_target_layer(model, batch)
     modules = dict(model.named_modules())
@@ -181,23 +180,39 @@ def _ensemble_gradcam(
     batch_size: int,
 ) -> np.ndarray:
     """The members' maps for the ensemble's class, averaged with the members' shares of the
-    probability: the networks' Grad-CAM, the SVM member's occlusion map (its ``attribution``).
-    A member with no share in the decision is left out."""
+    probability: each network's Grad-CAM, and one occlusion map of the probability of the
+    members without a feature map (the SVM, the trees: their ``attribution``), mixed in their
+    shares, for their summed share. One map for them costs one occlusion pass, and their shared
+    scattering is computed once per masked image. A member with no share is left out."""
     with eval_mode(model):
         targets = _targets(model, batch.to(device_of(model)), target_class)
-    mapped = [
-        (member, share)
-        for member, share in zip(model.members, model.shares, strict=True)
-        if share > 0 and (_has_conv(member) or _occluded(member))
-    ]
-    if not mapped:
+    live = [(m, share) for m, share in zip(model.members, model.shares, strict=True) if share > 0]
+    networks = [(member, share) for member, share in live if _has_conv(member)]
+    occluded = [(member, share) for member, share in live if _occluded(member)]
+    if not networks and not occluded:
         raise ConfigError("no member of this ensemble has a feature map or an occlusion map.")
-    total = sum(share for _, share in mapped)
+    occluded_share = sum(share for _, share in occluded)
+    total = sum(share for _, share in networks) + occluded_share
     maps = [
         share / total * gradcam(member, batch, target_class=targets, batch_size=batch_size)
-        for member, share in mapped
+        for member, share in networks
     ]
+    if occluded:
+        mixture = ProbabilityAverage(
+            [member for member, _ in occluded],
+            weights=[share / occluded_share for _, share in occluded],
+        ).to(device_of(model))
+        maps.append(occluded_share / total * _occlusion(mixture, batch, targets, batch_size))
     return _normalise(np.sum(maps, axis=0).astype(np.float32))
+
+
+def _occlusion(
+    model: nn.Module, batch: torch.Tensor, targets: Sequence[int], batch_size: int
+) -> np.ndarray:
+    """``model``'s occlusion maps for ``targets``, each divided by its maximum."""
+    with eval_mode(model):
+        batch = batch.to(device_of(model))
+        return _normalise(occlusion_map(model, batch, targets, batch_size=batch_size))
 
 
 def map_method(model: nn.Module) -> str:

@@ -8,7 +8,7 @@ any network; Grad-CAM averages its members' maps.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Hashable, Sequence
 from typing import TypeVar
 
 import numpy as np
@@ -16,6 +16,31 @@ import torch
 from torch import nn
 
 M = TypeVar("M", bound=nn.Module)
+
+
+class FeatureHeadMember(nn.Module):
+    """A member that is a fixed feature transform followed by a fitted head.
+
+    Members whose :meth:`feature_key` is equal compute the same features from the same input
+    (the SVM and the trees both start from the same wavelet scattering, about 95% of their
+    cost), so :class:`ProbabilityAverage` computes them once per call and hands them to each
+    head; the ONNX graph then holds the transform once. Alone, a member runs both parts.
+    """
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """``(N, C, H, W)`` input -> ``(N, features)``."""
+        raise NotImplementedError
+
+    def head(self, features: torch.Tensor) -> torch.Tensor:
+        """``(N, features)`` -> ``(N, classes)`` logits."""
+        raise NotImplementedError
+
+    def feature_key(self) -> Hashable:
+        """Equal for members whose :meth:`features` give the same output for the same input."""
+        raise NotImplementedError
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x))
 
 
 class ProbabilityAverage(nn.Module):
@@ -53,13 +78,28 @@ class ProbabilityAverage(nn.Module):
         return [float(share) for share in self.weights]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        outputs = self.member_outputs(x)
         if self.multi_label:
-            mean = torch.stack([member(x).sigmoid() for member in self.members]).mean(dim=0)
+            mean = torch.stack([output.sigmoid() for output in outputs]).mean(dim=0)
             mean = mean.clamp(1e-7, 1.0 - 1e-7)
             return mean.log() - (-mean).log1p()
-        probabilities = torch.stack([member(x).softmax(dim=-1) for member in self.members])
+        probabilities = torch.stack([output.softmax(dim=-1) for output in outputs])
         mean = (probabilities * self.weights.to(probabilities.dtype)[:, None, None]).sum(dim=0)
         return mean.clamp_min(1e-12).log()
+
+    def member_outputs(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """Each member's logits for ``x``; features that members share are computed once."""
+        shared: dict[Hashable, torch.Tensor] = {}
+        outputs = []
+        for member in self.members:
+            if not isinstance(member, FeatureHeadMember):
+                outputs.append(member(x))
+                continue
+            key = member.feature_key()
+            if key not in shared:
+                shared[key] = member.features(x)
+            outputs.append(member.head(shared[key]))
+        return outputs
 
 
 def member_of_type(model: nn.Module, kind: type[M]) -> M | None:

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,7 +34,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from medsight.errors import DataError
-from medsight.models.ensemble import member_of_type
+from medsight.models.ensemble import FeatureHeadMember, member_of_type
 from medsight.models.scattering import Scattering2d, scattering_from_spec
 
 logger = logging.getLogger(__name__)
@@ -65,6 +65,23 @@ def member_features(
     if pooling > 1:
         images = F.avg_pool2d(images, kernel_size=pooling, stride=pooling)
     return scattering(images)
+
+
+class PooledFeatureMember(FeatureHeadMember):
+    """A member whose features are :func:`member_features`: the pooled pixels or their log
+    scattering coefficients. Members with the same pooling and scattering share them."""
+
+    pooling: int
+    scattering: Scattering2d | None
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        return member_features(x, self.pooling, self.scattering)
+
+    def feature_key(self) -> Hashable:
+        if self.scattering is None:
+            return ("pixels", self.pooling)
+        spec = self.scattering.spec()
+        return ("scattering", self.pooling, *spec["size"], spec["scale"], spec["orientations"])
 
 
 @dataclass
@@ -138,7 +155,7 @@ class RBFMachine(nn.Module):
         return slope * decision + offset
 
 
-class PixelSVM(nn.Module):
+class PixelSVM(PooledFeatureMember):
     """Pixels in [0, 1] -> pool -> (scattering) -> standardise -> PCA -> RBF machine(s) -> logits.
 
     For two classes the logits are ``(0, log-odds of class 1)``; for more, one Platt log-odds per
@@ -190,8 +207,8 @@ class PixelSVM(nn.Module):
             kind = f"scattering SVM (J {self.scattering.scale}, L {self.scattering.orientations}, "
         return f"{kind}{self.projection.shape[0]} PCA components, C {c}, {support} support vectors)"
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        z = member_features(x, self.pooling, self.scattering) @ self.projection.T - self.offset
+    def head(self, features: torch.Tensor) -> torch.Tensor:
+        z = features @ self.projection.T - self.offset
         logits = torch.stack([machine(z) for machine in self.machines], dim=1)
         if self.binary:
             return torch.cat([torch.zeros_like(logits), logits], dim=1)

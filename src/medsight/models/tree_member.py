@@ -24,7 +24,7 @@ from torch import nn
 
 from medsight.errors import DataError
 from medsight.models.ensemble import member_of_type
-from medsight.models.pixel_svm import member_features, training_features
+from medsight.models.pixel_svm import PooledFeatureMember, training_features
 from medsight.models.scattering import scattering_from_spec
 
 
@@ -116,7 +116,7 @@ def _round_down_to_float32(value: float) -> np.float32:
     return rounded
 
 
-class ScatteringTrees(nn.Module):
+class ScatteringTrees(PooledFeatureMember):
     """Pixels in [0, 1] -> pool -> scattering -> boosted trees -> logits.
 
     Two classes: ``(0, raw score)`` (the raw score is the log-odds of class 1); more: one raw
@@ -162,8 +162,8 @@ class ScatteringTrees(nn.Module):
             f"L {self.scattering.orientations}, {n_trees} trees of <= {max_leaves} leaves)"
         )
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        scores = self.trees(member_features(x, self.pooling, self.scattering))
+    def head(self, features: torch.Tensor) -> torch.Tensor:
+        scores = self.trees(features)
         if scores.shape[1] == 1:
             return torch.cat([torch.zeros_like(scores), scores], dim=1)
         return scores

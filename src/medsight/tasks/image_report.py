@@ -324,8 +324,8 @@ def _svm_note(trained: TrainedImageModel) -> str:
         return ""
     return (
         f" Members without a feature map, {' and '.join(parts)}, are mapped by occlusion (how "
-        "far each one's probability for the class falls when a quarter-sized window of the "
-        "image is masked), and every member's map is weighted by its share."
+        "far their probability for the class, mixed in their shares, falls when a "
+        "quarter-sized window of the image is masked), and every map is weighted by its share."
     )
 
 
