@@ -176,7 +176,7 @@ def test_the_svm_and_the_trees_share_one_scattering_pass_in_an_ensemble(
     and gives what each member gives alone; a different scattering is not shared."""
     import onnx
 
-    from medsight.deploy.onnx import export_onnx
+    from medsight.deploy.onnx import OnnxClassifier, export_onnx
     from medsight.models.pixel_svm import fit_pixel_svm
     from medsight.models.scattering import Scattering2d
 
@@ -206,7 +206,11 @@ def test_the_svm_and_the_trees_share_one_scattering_pass_in_an_ensemble(
     monkeypatch.undo()
 
     def logs(model: torch.nn.Module) -> int:
-        path = export_onnx(model, tmp_path / f"{id(model)}.onnx", input_shape=(1, 28, 28))
+        path = export_onnx(model.eval(), tmp_path / f"{id(model)}.onnx", input_shape=(1, 28, 28))
+        runtime = OnnxClassifier(path, threads=1).predict_proba(images)
+        with torch.no_grad():
+            eager = model(torch.from_numpy(images)).softmax(dim=1).numpy()
+        assert np.abs(runtime - eager).max() <= 1e-4
         return sum(node.op_type == "Log" for node in onnx.load(str(path)).graph.node)
 
     # one Log per scattering pass in the graph, and one for the ensemble's output
