@@ -38,18 +38,23 @@ from medsight.tasks.image_data import load_image_splits
 SHARES = (0.6, 0.4)  # the SVM's and the trees' shares of their mixed probability
 
 
-class SeparateMembers(nn.Module):
-    """The baseline: each member runs its own scattering (the pre-session-19 forward)."""
+class WholeMember(nn.Module):
+    """A member run as one opaque module, so an ensemble cannot share its features: in a
+    :class:`ProbabilityAverage` of these, each member computes its own scattering (the baseline,
+    what medsight did before session 19)."""
 
-    def __init__(self, ensemble: ProbabilityAverage) -> None:
+    def __init__(self, member: nn.Module) -> None:
         super().__init__()
-        self.ensemble = ensemble
+        self.member = member
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        members, weights = self.ensemble.members, self.ensemble.weights
-        probabilities = torch.stack([member(x).softmax(dim=-1) for member in members])
-        mean = (probabilities * weights.to(probabilities.dtype)[:, None, None]).sum(dim=0)
-        return mean.clamp_min(1e-12).log()
+        return self.member(x)
+
+
+def separate_members(ensemble: ProbabilityAverage) -> ProbabilityAverage:
+    """The same members and shares, each computing its own features."""
+    members = [WholeMember(member) for member in ensemble.members]
+    return ProbabilityAverage(members, weights=ensemble.shares).eval()
 
 
 def say(message: str) -> None:
@@ -84,7 +89,7 @@ def separate_maps(ensemble: ProbabilityAverage, image: torch.Tensor) -> np.ndarr
 def run(data: str, calls: int, map_calls: int) -> dict[str, Any]:
     torch.set_num_threads(2)
     ensemble, image = fit_members(data)
-    baseline = SeparateMembers(ensemble).eval()
+    baseline = separate_members(ensemble)
     with torch.no_grad():
         gap = (ensemble(image) - baseline(image)).abs().max().item()
     result: dict[str, Any] = {"benchmark": "scattering-members", "data": data, "max_abs_diff": gap}

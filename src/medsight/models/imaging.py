@@ -29,6 +29,17 @@ def _double_conv(c_in: int, c_out: int) -> nn.Sequential:
     )
 
 
+def _pooled_head(channels: int, num_classes: int, dropout: float) -> list[nn.Module]:
+    """Global average pool, dropout and a linear layer: the last layers of a small network,
+    spliced into its ``nn.Sequential`` (so its state-dict keys stay flat)."""
+    return [
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Dropout(dropout),
+        nn.Linear(channels, num_classes),
+    ]
+
+
 @register_model(
     "small_cnn",
     family="image",
@@ -50,10 +61,7 @@ def small_cnn(
         _double_conv(width, 2 * width),
         nn.MaxPool2d(2),
         _double_conv(2 * width, 4 * width),
-        nn.AdaptiveAvgPool2d(1),
-        nn.Flatten(),
-        nn.Dropout(dropout),
-        nn.Linear(4 * width, num_classes),
+        *_pooled_head(4 * width, num_classes, dropout),
     )
     return _with_weights(model, weights)
 
@@ -105,10 +113,7 @@ def scattering_cnn(
         nn.BatchNorm2d(maps),
         _double_conv(maps, width),
         _double_conv(width, 2 * width),
-        nn.AdaptiveAvgPool2d(1),
-        nn.Flatten(),
-        nn.Dropout(dropout),
-        nn.Linear(2 * width, num_classes),
+        *_pooled_head(2 * width, num_classes, dropout),
     )
     model.min_input_size = size
     return _with_weights(model, weights)
