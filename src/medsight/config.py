@@ -175,6 +175,9 @@ class EngineSettings(_Strict):
     # stochastic weight averaging: from this fraction of the epochs on, validate and keep the equal
     # average of the end-of-epoch weights (not with ema_decay)
     swa_start: float | None = Field(None, gt=0.0, lt=1.0)
+    # sharpness-aware minimisation: each step's gradient taken at the weights moved this far
+    # along their gradient (Foret et al. 2021; about 2x the compute per step); None: off
+    sam_rho: float | None = Field(None, gt=0.0)
     device: str = "auto"
     channels_last: bool = True  # image batches in channels-last memory: faster convolutions
     num_workers: int = Field(0, ge=0)

@@ -69,6 +69,7 @@ from medsight.train.checkpoint import (
     save_checkpoint,
 )
 from medsight.train.distributed import DistributedContext, ShardedSampler, current_context
+from medsight.train.sam import sharpness_aware_point
 
 __all__ = [
     "EngineConfig",
@@ -84,6 +85,8 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 LossFn = Callable[[Tensor, Tensor], Tensor]
+# per batch (inputs, labels) -> (the network's input, the loss of its logits)
+BatchObjective = Callable[[Tensor, Tensor], tuple[Tensor, Callable[[Tensor], Tensor]]]
 BatchFn = Callable[[Tensor], Tensor]
 CHECKPOINT_NAME = "last.pt"
 PROGRESS_EVERY_S = 0.2
@@ -122,6 +125,10 @@ class EngineConfig:
     # of the epochs, validate, early-stop on and keep the equal average of the end-of-epoch weights
     # and BatchNorm buffers; earlier epochs train but are not kept. None keeps the raw weights.
     swa_start: float | None = None
+    # Sharpness-aware minimisation (Foret et al. 2021): each step takes the gradient at the
+    # weights moved this far (L2) along their gradient, then steps from the weights themselves;
+    # about twice the compute per step. None: plain steps.
+    sam_rho: float | None = None
     # labels are (N, n_outputs) 0/1 vectors: a sigmoid and binary cross-entropy per output,
     # class_balance "weights" weighs each output's positives by its negatives / positives
     multi_label: bool = False
@@ -189,6 +196,7 @@ class EngineConfig:
             "swa_start",
             "cannot be combined with ema_decay: both replace the kept weights by an average",
         )
+        need(self.sam_rho is None or self.sam_rho > 0, "sam_rho", "must be None or > 0")
         need(
             not (self.multi_label and self.class_balance == "sampler"),
             "class_balance",
@@ -758,23 +766,24 @@ class Trainer:
             return self.model
         return averaged.module
 
-    def _mixup(self, epoch: int) -> Callable[..., torch.Tensor] | None:
-        """The mixed loss of a batch for this epoch (None without mixup); its draws come from a
-        generator keyed by (seed, epoch, rank), so a resumed run mixes the same way."""
+    def _batch_objective(self, epoch: int, criterion: LossFn) -> BatchObjective:
+        """Per batch, the network's input and the loss of its logits: the batch itself, or with
+        mixup a blend of it with a shuffled copy and the loss blended the same way. Mixup's
+        draws come from a generator keyed by (seed, epoch, rank), so a resumed run mixes the
+        same way; each batch draws once, so SAM's two passes see the same blend."""
         alpha = self.config.mixup_alpha
         if not alpha:
-            return None
+            return lambda x, y: (x, lambda logits: criterion(logits, y))
         rng = np.random.default_rng(epoch_seed(self.config.seed, epoch, self.ctx.rank, 1))
 
-        def mixed_loss(
-            net: nn.Module, criterion: LossFn, x: torch.Tensor, y: torch.Tensor
-        ) -> torch.Tensor:
+        def mixed(x: Tensor, y: Tensor) -> tuple[Tensor, Callable[[Tensor], Tensor]]:
             lam = float(rng.beta(alpha, alpha))
             order = torch.as_tensor(rng.permutation(x.shape[0]), device=x.device)
-            logits = net(lam * x + (1.0 - lam) * x[order])
-            return lam * criterion(logits, y) + (1.0 - lam) * criterion(logits, y[order])
+            return lam * x + (1.0 - lam) * x[
+                order
+            ], lambda logits: lam * criterion(logits, y) + (1.0 - lam) * criterion(logits, y[order])
 
-        return mixed_loss
+        return mixed
 
     def _train_epoch(
         self,
@@ -797,22 +806,33 @@ class Trainer:
         seen = 0
         last_update = time.monotonic()
         start = time.perf_counter()
-        mix = self._mixup(epoch)
+        objective = self._batch_objective(epoch, criterion)
+        rho = self.config.sam_rho
+
+        def backward(loss: Tensor) -> None:
+            (scaler.scale(loss) if use_scaler else loss).backward()
+
         for step, (x, y) in enumerate(loader, start=1):
             x = self._to_device(x)
             y = y.to(device, dtype=torch.long, non_blocking=non_blocking)
+            inputs, loss_of = objective(x, y)
             with self._autocast():
-                loss = criterion(net(x), y) if mix is None else mix(net, criterion, x, y)
+                loss = loss_of(net(inputs))
             optimizer.zero_grad(set_to_none=True)
+            backward(loss)
+            if rho is not None:  # the step's gradient is taken again at the perturbed weights
+                with sharpness_aware_point(self.model, rho) as moved:
+                    if moved:
+                        optimizer.zero_grad(set_to_none=True)
+                        with self._autocast():
+                            backward(loss_of(net(inputs)))
             if use_scaler:
-                scaler.scale(loss).backward()
                 if clip is not None:
                     scaler.unscale_(optimizer)
                     nn.utils.clip_grad_norm_(net.parameters(), clip)
                 scaler.step(optimizer)
                 scaler.update()
             else:
-                loss.backward()
                 if clip is not None:
                     nn.utils.clip_grad_norm_(net.parameters(), clip)
                 optimizer.step()
