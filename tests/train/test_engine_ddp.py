@@ -20,13 +20,15 @@ SCRIPT = Path(__file__).parent / "scripts" / "ddp_train.py"
 TIMING_FIELDS = {"train_seconds", "images_per_second"}
 
 
-def test_two_cpu_ranks_end_with_identical_weights(tmp_path: Path) -> None:
+@pytest.mark.parametrize("sam_rho", [None, 0.05], ids=["plain", "sam"])
+def test_two_cpu_ranks_end_with_identical_weights(tmp_path: Path, sam_rho: float | None) -> None:
+    """With SAM each step runs two forward and backward passes through the DDP wrapper."""
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
     for name in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
         env.pop(name, None)
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node"]
     done = subprocess.run(
-        [*command, "2", str(SCRIPT), str(tmp_path)],
+        [*command, "2", str(SCRIPT), str(tmp_path), *([] if sam_rho is None else [str(sam_rho)])],
         env=env,
         capture_output=True,
         text=True,

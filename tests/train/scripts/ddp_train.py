@@ -2,7 +2,7 @@
 
 Used by tests/train/test_engine_ddp.py::
 
-    python -m torch.distributed.run --standalone --nproc_per_node 2 ddp_train.py OUTDIR
+    python -m torch.distributed.run --standalone --nproc_per_node 2 ddp_train.py OUTDIR [SAM_RHO]
 
 Each rank writes OUTDIR/init_rank{r}.pt (its own, rank-seeded initial weights),
 OUTDIR/final_rank{r}.pt (final weights) and OUTDIR/result_rank{r}.pt (history, best epoch, val
@@ -28,6 +28,7 @@ from medsight.train.engine import EngineConfig, Trainer
 
 def main() -> None:
     out = Path(sys.argv[1])
+    sam_rho = float(sys.argv[2]) if len(sys.argv) > 2 else None
     torch.set_num_threads(1)
     ctx = init_from_env()
     try:
@@ -36,7 +37,12 @@ def main() -> None:
         train = ToyImages(*toy_arrays(96, 1), seed=1)
         val = ToyImages(*toy_arrays(51, 2), augment=False)  # odd size: uneven validation shards
         config = EngineConfig(
-            epochs=2, batch_size=16, learning_rate=1e-2, warmup_epochs=1, progress=False
+            epochs=2,
+            batch_size=16,
+            learning_rate=1e-2,
+            warmup_epochs=1,
+            progress=False,
+            sam_rho=sam_rho,
         )
         trainer = Trainer(
             model, config, checkpoint_dir=out / f"ckpt_rank{ctx.rank}", distributed=ctx
