@@ -17,7 +17,6 @@ reported beside it and do not decide. The last line of stdout is one JSON object
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import statistics
 import sys
@@ -27,17 +26,11 @@ from typing import Any
 
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).parent))  # run as a script or imported by the tests
+
+from imaging_cv import summarise
+
 METRICS = ("auroc", "accuracy", "auroc_novel", "accuracy_novel")
-
-
-def _imaging_cv() -> Any:
-    """benchmarks/imaging_cv.py as a module (benchmarks are scripts, not a package)."""
-    path = Path(__file__).with_name("imaging_cv.py")
-    spec = importlib.util.spec_from_file_location("imaging_cv", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @dataclass(frozen=True)
@@ -64,7 +57,7 @@ class Rule:
 
 
 def _fold_rows(folder: Path, members: int | None) -> dict[str, dict[str, float]]:
-    summary = _imaging_cv().summarise(folder, members)
+    summary = summarise(folder, members)
     return {row["fold"]: row for row in summary["folds"]}
 
 

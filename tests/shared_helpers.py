@@ -6,10 +6,14 @@ exist (a bare ``import conftest`` would get whichever was imported first).
 
 from __future__ import annotations
 
+import importlib.util
+import sys
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 
@@ -19,6 +23,17 @@ def shared_file(*parts: str) -> Path:
     if not path.exists():
         pytest.skip(f"needs {path} (../shared/data is not available on this machine)")
     return path
+
+
+def benchmark_script(name: str) -> ModuleType:
+    """``benchmarks/NAME.py`` imported as a module (benchmarks are scripts, not a package); it is
+    registered in ``sys.modules`` first, as a dataclass defined in it needs."""
+    spec = importlib.util.spec_from_file_location(name, BENCHMARKS / f"{name}.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
 
 
 def small_densenet() -> object:

@@ -4,7 +4,6 @@ that re-scores fewer members (at the argmax) without retraining."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import subprocess
 import sys
@@ -16,21 +15,14 @@ from sklearn.metrics import roc_auc_score
 
 from medsight.config import ImageDataConfig
 from medsight.tasks.image_data import load_image_splits
+from shared_helpers import benchmark_script
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "benchmarks" / "imaging_cv.py"
 
 
-def _module():
-    spec = importlib.util.spec_from_file_location("imaging_cv", SCRIPT)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_folds_cover_train_and_val_once_and_never_the_test_split() -> None:
-    cv = _module()
+    cv = benchmark_script("imaging_cv")
     official = load_image_splits(ImageDataConfig(path="phantom"))
     pool = len(official.train) + len(official.val)
     folds = cv.fold_splits(official, 3, fold_seed=5)
@@ -47,7 +39,7 @@ def test_folds_cover_train_and_val_once_and_never_the_test_split() -> None:
 
 
 def test_overrides_are_typed_and_bad_ones_refused() -> None:
-    cv = _module()
+    cv = benchmark_script("imaging_cv")
     config = cv.recipe("phantom", ["model.ensemble=3", "engine.mixup_alpha=0.4"])
     assert config.model.ensemble == 3 and config.engine.mixup_alpha == 0.4
     with pytest.raises(SystemExit, match=r"section\.key=value"):
@@ -116,7 +108,7 @@ def test_summary_scores_held_out_images_without_a_training_duplicate_apart(
         seen_in_training=np.array([False, False, True, True, True, False]),
         member_train_seconds=np.array([1.0]),
     )
-    summary = _module().summarise(tmp_path)
+    summary = benchmark_script("imaging_cv").summarise(tmp_path)
     (fold,) = summary["folds"]
     assert fold["accuracy"] == pytest.approx(4 / 6)
     assert fold["novel_images"] == 3 and fold["accuracy_novel"] == pytest.approx(2 / 3)

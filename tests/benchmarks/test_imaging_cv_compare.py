@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import subprocess
 import sys
@@ -11,17 +10,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from shared_helpers import benchmark_script
+
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "benchmarks" / "imaging_cv_compare.py"
-
-
-def _module():
-    spec = importlib.util.spec_from_file_location("imaging_cv_compare", SCRIPT)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # its dataclass looks its module up while being built
-    spec.loader.exec_module(module)
-    return module
 
 
 def _fold(folder: Path, fold: int, wrong: int, labels: np.ndarray | None = None) -> None:
@@ -61,7 +53,7 @@ def _recipe(root: Path, name: str, errors: list[list[int]]) -> list[Path]:
 
 
 def test_a_candidate_better_on_every_fold_set_is_adopted(tmp_path: Path) -> None:
-    compare = _module()
+    compare = benchmark_script("imaging_cv_compare")
     base = _recipe(tmp_path, "base", [[4, 4], [4, 4]])
     candidate = _recipe(tmp_path, "cand", [[3, 3], [2, 3]])  # 1 and 1.5 fewer errors of 20
     result = compare.compare(base, candidate, compare.Rule())
@@ -74,7 +66,7 @@ def test_a_candidate_better_on_every_fold_set_is_adopted(tmp_path: Path) -> None
 
 
 def test_a_pooled_gain_from_one_fold_set_only_is_not_adopted(tmp_path: Path) -> None:
-    compare = _module()
+    compare = benchmark_script("imaging_cv_compare")
     base = _recipe(tmp_path, "base", [[4, 4], [4, 4]])
     candidate = _recipe(tmp_path, "cand", [[0, 0], [4, 5]])  # a big gain, then a small loss
     result = compare.compare(base, candidate, compare.Rule())
@@ -83,7 +75,7 @@ def test_a_pooled_gain_from_one_fold_set_only_is_not_adopted(tmp_path: Path) -> 
 
 
 def test_folds_of_different_images_are_refused(tmp_path: Path) -> None:
-    compare = _module()
+    compare = benchmark_script("imaging_cv_compare")
     base = _recipe(tmp_path, "base", [[4, 4]])
     other = tmp_path / "other"
     _fold(other, 0, 4)

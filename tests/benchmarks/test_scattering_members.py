@@ -2,18 +2,11 @@
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
-SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "scattering_members.py"
+from shared_helpers import benchmark_script
 
 
 def test_shared_and_separate_members_give_the_same_output_and_both_are_timed() -> None:
-    spec = importlib.util.spec_from_file_location("scattering_members", SCRIPT)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    result = module.run("phantom", calls=3, map_calls=1)
+    result = benchmark_script("scattering_members").run("phantom", calls=3, map_calls=1)
     assert result["max_abs_diff"] <= 1e-6
     for name in ("shared", "separate"):
         assert {"onnx_ms", "torch_ms", "map_ms"} <= result[name].keys()
