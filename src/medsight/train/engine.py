@@ -779,9 +779,11 @@ class Trainer:
         def mixed(x: Tensor, y: Tensor) -> tuple[Tensor, Callable[[Tensor], Tensor]]:
             lam = float(rng.beta(alpha, alpha))
             order = torch.as_tensor(rng.permutation(x.shape[0]), device=x.device)
-            return lam * x + (1.0 - lam) * x[
-                order
-            ], lambda logits: lam * criterion(logits, y) + (1.0 - lam) * criterion(logits, y[order])
+
+            def loss_of(logits: Tensor) -> Tensor:
+                return lam * criterion(logits, y) + (1.0 - lam) * criterion(logits, y[order])
+
+            return lam * x + (1.0 - lam) * x[order], loss_of
 
         return mixed
 
