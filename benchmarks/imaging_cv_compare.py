@@ -20,7 +20,7 @@ import argparse
 import json
 import statistics
 import sys
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -44,16 +44,20 @@ class Rule:
 
     def verdict(self, delta: dict[str, float], per_set: list[dict[str, float]]) -> dict[str, Any]:
         """Which route (if any) adopts, from pooled deltas and each fold set's deltas."""
+
+        def carries(metric: str, gain: float, other: str, margin: float) -> bool:
+            return (
+                delta[metric] >= gain
+                and delta[other] >= -margin
+                and all(row[metric] > 0 for row in per_set)
+            )
+
         routes = {
-            "accuracy": delta["accuracy"] >= self.accuracy_gain
-            and delta["auroc"] >= -self.auroc_margin,
-            "auroc": delta["auroc"] >= self.auroc_gain
-            and delta["accuracy"] >= -self.accuracy_margin,
+            "accuracy": carries("accuracy", self.accuracy_gain, "auroc", self.auroc_margin),
+            "auroc": carries("auroc", self.auroc_gain, "accuracy", self.accuracy_margin),
         }
-        for metric in routes:
-            routes[metric] = routes[metric] and all(row[metric] > 0 for row in per_set)
         carried = [metric for metric, ok in routes.items() if ok]
-        return {"adopt": bool(carried), "carried_by": carried, "rule": self.__dict__}
+        return {"adopt": bool(carried), "carried_by": carried, "rule": asdict(self)}
 
 
 def _fold_rows(folder: Path, members: int | None) -> dict[str, dict[str, float]]:
@@ -120,10 +124,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--base", type=Path, nargs="+", required=True)
     parser.add_argument("--candidate", type=Path, nargs="+", required=True)
-    for name, default in Rule().__dict__.items():
-        parser.add_argument(f"--{name.replace('_', '-')}", type=float, default=default)
+    for field in fields(Rule):
+        parser.add_argument(f"--{field.name.replace('_', '-')}", type=float, default=field.default)
     args = parser.parse_args()
-    rule = Rule(**{name: getattr(args, name) for name in Rule().__dict__})
+    rule = Rule(**{field.name: getattr(args, field.name) for field in fields(Rule)})
     result = compare(args.base, args.candidate, rule)
     for entry in result["fold_sets"]:
         print(

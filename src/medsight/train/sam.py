@@ -51,11 +51,11 @@ def sharpness_aware_point(module: nn.Module, rho: float) -> Iterator[bool]:
     """
     if rho <= 0:
         raise ValueError(f"rho must be > 0, got {rho}")
-    params = [p for p in module.parameters() if p.grad is not None]
-    if not params:
+    pairs = [(p, p.grad) for p in module.parameters() if p.grad is not None]
+    if not pairs:
         yield False
         return
-    grads = [p.grad for p in params if p.grad is not None]
+    params, grads = [p for p, _ in pairs], [g for _, g in pairs]
     norm = torch.nn.utils.get_total_norm(grads, norm_type=2.0)
     if not bool(torch.isfinite(norm) & (norm > 0)):
         yield False
