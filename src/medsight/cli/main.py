@@ -28,6 +28,7 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
+    rich_markup_mode="markdown",
 )
 data_app = typer.Typer(help="Inspect data before training.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
