@@ -3,65 +3,124 @@
 from __future__ import annotations
 
 import re
+import threading
+from collections.abc import Iterator
+from pathlib import Path
 
+import pytest
 from serve_helpers import PASSWORD
 from sqlalchemy import select
 
 from medsight.serve.sessions import CSRF_FIELD, SESSION_COOKIE
 from medsight.serve.throttle import REFUSED_REASON, LoginThrottle
-from medsight.store.models import AuditEvent
+from medsight.store.database import Database
+from medsight.store.models import AuditEvent, LoginThrottleEntry
+from medsight.store.testing import BACKENDS, fresh_database
 
 
 class Clock:
     def __init__(self) -> None:
-        self.now = 1000.0
+        self.now = 1_700_000_000.0
 
     def __call__(self) -> float:
         return self.now
 
 
-def test_lockout_after_max_failures_then_released() -> None:
+@pytest.fixture(params=BACKENDS)
+def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database]:
+    with fresh_database(request.param, tmp_path) as database:
+        yield database
+
+
+def _fail(db: Database, throttle: LoginThrottle, username: str, source: str) -> None:
+    with db.transaction(immediate=True) as session:
+        throttle.failed(session, username, source)
+
+
+def _wait(db: Database, throttle: LoginThrottle, username: str, source: str) -> float:
+    with db.transaction() as session:
+        return throttle.retry_after(session, username, source)
+
+
+def test_lockout_after_max_failures_then_released(db: Database) -> None:
     clock = Clock()
     throttle = LoginThrottle(3, window_seconds=60, lockout_seconds=300, clock=clock)
     for _ in range(2):
-        throttle.failed("Alice", "10.0.0.1")
-    assert throttle.retry_after("alice", "10.0.0.1") == 0  # two failures: still allowed
-    throttle.failed("alice ", "10.0.0.1")  # same account: case and spaces folded
-    assert throttle.retry_after("ALICE", "10.0.0.1") == 300
-    assert throttle.retry_after("alice", "10.0.0.2") == 0  # another address is not locked
-    assert throttle.retry_after("bob", "10.0.0.1") == 0
+        _fail(db, throttle, "Alice", "10.0.0.1")
+    assert _wait(db, throttle, "alice", "10.0.0.1") == 0  # two failures: still allowed
+    _fail(db, throttle, "alice ", "10.0.0.1")  # same account: case and spaces folded
+    assert _wait(db, throttle, "ALICE", "10.0.0.1") == 300
+    assert _wait(db, throttle, "alice", "10.0.0.2") == 0  # another address is not locked
+    assert _wait(db, throttle, "bob", "10.0.0.1") == 0
     clock.now += 299
-    assert throttle.retry_after("alice", "10.0.0.1") == 1
+    assert _wait(db, throttle, "alice", "10.0.0.1") == 1
     clock.now += 1
-    assert throttle.retry_after("alice", "10.0.0.1") == 0
+    assert _wait(db, throttle, "alice", "10.0.0.1") == 0
 
 
-def test_failures_outside_the_window_and_success_reset() -> None:
+def test_failures_outside_the_window_and_success_reset(db: Database) -> None:
     clock = Clock()
     throttle = LoginThrottle(3, window_seconds=60, lockout_seconds=300, clock=clock)
-    throttle.failed("alice", "a")
-    throttle.failed("alice", "a")
-    clock.now += 61  # the first two have left the window
-    throttle.failed("alice", "a")
-    assert throttle.retry_after("alice", "a") == 0
-    throttle.failed("alice", "a")
-    throttle.succeeded("alice", "a")  # a good password clears the count
-    throttle.failed("alice", "a")
-    throttle.failed("alice", "a")
-    assert throttle.retry_after("alice", "a") == 0
-    throttle.failed("alice", "a")
-    assert throttle.retry_after("alice", "a") == 300
+    _fail(db, throttle, "alice", "a")
+    _fail(db, throttle, "alice", "a")
+    clock.now += 61  # the window of the first two has passed
+    _fail(db, throttle, "alice", "a")
+    assert _wait(db, throttle, "alice", "a") == 0
+    _fail(db, throttle, "alice", "a")
+    with db.transaction(immediate=True) as session:
+        throttle.succeeded(session, "alice", "a")  # a good password clears the count
+    _fail(db, throttle, "alice", "a")
+    _fail(db, throttle, "alice", "a")
+    assert _wait(db, throttle, "alice", "a") == 0
+    _fail(db, throttle, "alice", "a")
+    assert _wait(db, throttle, "alice", "a") == 300
 
 
-def test_memory_is_bounded_and_zero_lockout_disables() -> None:
-    throttle = LoginThrottle(1, lockout_seconds=60, max_keys=3)
-    for name in ("a", "b", "c", "d"):
-        throttle.failed(name, "x")
-    assert throttle.retry_after("a", "x") == 0  # the oldest pair was forgotten
-    assert throttle.retry_after("d", "x") > 0
+def test_workers_and_a_restarted_service_share_the_counts(db: Database) -> None:
+    clock = Clock()
+    first, second = (
+        LoginThrottle(4, window_seconds=60, lockout_seconds=120, clock=clock) for _ in range(2)
+    )
+    for throttle in (first, second, first, second):  # two workers answer alternately
+        assert _wait(db, throttle, "alice", "x") == 0
+        _fail(db, throttle, "alice", "x")
+    restarted = LoginThrottle(4, window_seconds=60, lockout_seconds=120, clock=clock)
+    assert _wait(db, restarted, "alice", "x") == 120
+    assert _wait(db, second, "alice", "x") == 120
+
+
+def test_concurrent_failures_of_one_new_pair_all_count(db: Database) -> None:
+    throttle = LoginThrottle(10, window_seconds=600, lockout_seconds=60)
+    start = threading.Barrier(4)
+
+    def guess() -> None:
+        start.wait()
+        _fail(db, throttle, "alice", "x")
+
+    threads = [threading.Thread(target=guess) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    with db.transaction() as session:
+        entry = session.get(LoginThrottleEntry, ("alice", "x"))
+        assert entry is not None and entry.failures == 4
+
+
+def test_expired_pairs_are_deleted_and_zero_lockout_disables(db: Database) -> None:
+    clock = Clock()
+    throttle = LoginThrottle(2, window_seconds=60, lockout_seconds=100, clock=clock)
+    _fail(db, throttle, "a", "x")  # window ends at +60
+    _fail(db, throttle, "b", "x")
+    _fail(db, throttle, "b", "x")  # locked until +100
+    clock.now += 61
+    _fail(db, throttle, "c", "x")  # deletes a's row, keeps b's (still locked)
+    with db.transaction() as session:
+        kept = set(session.scalars(select(LoginThrottleEntry.username_key)))
+    assert kept == {"b", "c"}
     off = LoginThrottle(1, lockout_seconds=0)
-    off.failed("a", "x")
-    assert off.retry_after("a", "x") == 0
+    _fail(db, off, "d", "x")
+    assert _wait(db, off, "d", "x") == 0
 
 
 def _events(service, action: str) -> list[AuditEvent]:

@@ -23,7 +23,15 @@ from medsight.store.models import Base
 from medsight.store.settings import StoreSettings
 from medsight.store.testing import BACKENDS, fresh_database
 
-TABLES = {"users", "api_tokens", "model_versions", "predictions", "feedback", "audit_log"}
+TABLES = {
+    "users",
+    "api_tokens",
+    "model_versions",
+    "predictions",
+    "feedback",
+    "audit_log",
+    "login_throttle",
+}
 
 
 @pytest.fixture(params=BACKENDS)

@@ -1,34 +1,36 @@
 """Failed sign-ins slow a password guesser down: a lockout per username and source address.
 
 After ``max_failures`` failed sign-ins for one username from one address within
-``window_seconds``, further attempts for that pair are refused for ``lockout_seconds`` without
-checking the password (so a guesser also stops costing an argon2 hash each try); a successful
-sign-in clears the pair. Refused attempts are audited (``login_failed``, reason
-``too many failed sign-ins``) and answered 429 with ``Retry-After``.
+``window_seconds`` of the first of them, further attempts for that pair are refused for
+``lockout_seconds`` without checking the password (so a guesser also stops costing an argon2
+hash each try); a successful sign-in clears the pair. Refused attempts are audited
+(``login_failed``, reason ``too many failed sign-ins``) and answered 429 with ``Retry-After``.
 
-Counts live in the memory of one worker process: with ``--workers N`` a guesser gets at most N
-times ``max_failures`` tries per window. Hand-written because the rate limiters for Starlette
-(slowapi, limits) count requests per route, not failures per account, and a lockout that forgets
-its keys after the window is a few lines.
+The counts live in the database (``login_throttle``), in the same transaction as the sign-in's
+audit line, so every worker process of ``--workers N`` and a restarted service share them. The
+window is fixed from a pair's first failure rather than sliding: one row per pair, updated under
+a row lock. Hand-written because the rate limiters for Starlette (slowapi, limits) count
+requests per route, not failures per account, and keep their counts in memory or Redis.
 """
 
 from __future__ import annotations
 
-import threading
 import time
-from collections import OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from sqlalchemy import delete, select
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from medsight.errors import MedsightError
 from medsight.store import audit
 from medsight.store.audit import AuditAction
-from medsight.store.models import User
+from medsight.store.models import LoginThrottleEntry, User
 from medsight.store.users import authenticate
 
 REFUSED_REASON = "too many failed sign-ins"
+_INSERTS = {"sqlite": sqlite.insert, "postgresql": postgresql.insert}
 
 
 class LoginThrottled(MedsightError):
@@ -43,14 +45,9 @@ class LoginThrottled(MedsightError):
         )
 
 
-@dataclass
-class _Failures:
-    times: deque[float]
-    locked_until: float = 0.0
-
-
 class LoginThrottle:
-    """Failure counts per (username, source); thread-safe; at most ``max_keys`` pairs kept."""
+    """Failure counts per (username, source) in the store; ``clock`` gives seconds since the epoch
+    (the wall clock, which the workers share)."""
 
     def __init__(
         self,
@@ -58,16 +55,12 @@ class LoginThrottle:
         window_seconds: float = 900.0,
         lockout_seconds: float = 900.0,
         *,
-        max_keys: int = 10_000,
-        clock: Callable[[], float] = time.monotonic,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.max_failures = max_failures
         self.window_seconds = window_seconds
         self.lockout_seconds = lockout_seconds
-        self.max_keys = max_keys
         self._clock = clock
-        self._lock = threading.Lock()
-        self._pairs: OrderedDict[tuple[str, str], _Failures] = OrderedDict()
 
     @property
     def enabled(self) -> bool:
@@ -75,37 +68,62 @@ class LoginThrottle:
 
     @staticmethod
     def _key(username: str, source: str) -> tuple[str, str]:
-        return username.strip().casefold(), source
+        return username.strip().casefold()[:150], source[:255]
 
-    def retry_after(self, username: str, source: str) -> float:
+    def retry_after(self, session: Session, username: str, source: str) -> float:
         """Seconds until this pair may try again (0: it may try now)."""
         if not self.enabled:
             return 0.0
-        with self._lock:
-            entry = self._pairs.get(self._key(username, source))
-            return 0.0 if entry is None else max(0.0, entry.locked_until - self._clock())
+        entry = session.get(LoginThrottleEntry, self._key(username, source))
+        return 0.0 if entry is None else max(0.0, entry.locked_until_s - self._clock())
 
-    def failed(self, username: str, source: str) -> None:
-        """Count a failed sign-in; the pair is locked out at ``max_failures`` in the window."""
+    def failed(self, session: Session, username: str, source: str) -> None:
+        """Count a failed sign-in; the pair is locked out at ``max_failures`` in the window.
+        Rows that have expired (any pair's) are deleted on the way."""
         if not self.enabled:
             return
         now = self._clock()
-        key = self._key(username, source)
-        with self._lock:
-            entry = self._pairs.pop(key, None) or _Failures(deque())
-            self._pairs[key] = entry  # most recent last, so the oldest pair is forgotten first
-            while entry.times and now - entry.times[0] > self.window_seconds:
-                entry.times.popleft()
-            entry.times.append(now)
-            if len(entry.times) >= self.max_failures:
-                entry.locked_until = now + self.lockout_seconds
-                entry.times.clear()
-            while len(self._pairs) > self.max_keys:
-                self._pairs.popitem(last=False)
+        entry = self._locked_entry(session, *self._key(username, source), now)
+        if now - entry.window_start_s > self.window_seconds:
+            entry.failures, entry.window_start_s = 0, now
+        entry.failures += 1
+        if entry.failures >= self.max_failures:
+            entry.locked_until_s, entry.failures = now + self.lockout_seconds, 0
+        entry.expires_s = max(entry.window_start_s + self.window_seconds, entry.locked_until_s)
+        session.flush()
+        session.execute(delete(LoginThrottleEntry).where(LoginThrottleEntry.expires_s < now))
 
-    def succeeded(self, username: str, source: str) -> None:
-        with self._lock:
-            self._pairs.pop(self._key(username, source), None)
+    def succeeded(self, session: Session, username: str, source: str) -> None:
+        key, address = self._key(username, source)
+        session.execute(
+            delete(LoginThrottleEntry).where(
+                LoginThrottleEntry.username_key == key, LoginThrottleEntry.source == address
+            )
+        )
+
+    def _locked_entry(
+        self, session: Session, key: str, source: str, now: float
+    ) -> LoginThrottleEntry:
+        """The pair's row, created when missing, locked for this transaction (``FOR UPDATE`` on
+        PostgreSQL; SQLite's writers are serialised already): two workers counting the same pair
+        at once both count."""
+        insert = _INSERTS[session.get_bind().dialect.name](LoginThrottleEntry)
+        session.execute(
+            insert.values(
+                username_key=key,
+                source=source,
+                failures=0,
+                window_start_s=now,
+                locked_until_s=0.0,
+                expires_s=now + self.window_seconds,
+            ).on_conflict_do_nothing()
+        )
+        query = select(LoginThrottleEntry).where(
+            LoginThrottleEntry.username_key == key, LoginThrottleEntry.source == source
+        )
+        return session.scalars(
+            query.with_for_update().execution_options(populate_existing=True)
+        ).one()
 
 
 @dataclass(frozen=True)
@@ -125,7 +143,7 @@ def attempt_login(
     throttle: LoginThrottle, session: Session, username: str, password: str, *, source: str
 ) -> LoginAttempt:
     """:func:`~medsight.store.users.authenticate` behind the throttle (audited either way)."""
-    wait = throttle.retry_after(username, source)
+    wait = throttle.retry_after(session, username, source)
     if wait > 0:
         audit.record(
             session,
@@ -138,7 +156,7 @@ def attempt_login(
         return LoginAttempt(None, wait)
     user = authenticate(session, username, password, source=source)
     if user is None:
-        throttle.failed(username, source)
+        throttle.failed(session, username, source)
     else:
-        throttle.succeeded(username, source)
+        throttle.succeeded(session, username, source)
     return LoginAttempt(user)

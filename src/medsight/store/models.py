@@ -256,3 +256,21 @@ class AuditEvent(Base):
 
     def __repr__(self) -> str:
         return f"AuditEvent(id={self.id}, actor={self.actor!r}, action={self.action!r})"
+
+
+class LoginThrottleEntry(Base):
+    """Failed sign-ins of one username from one source address, shared by every worker process
+    (``medsight.serve.throttle``). Times are seconds since the epoch; a row whose window and
+    lockout have both passed (``expires_s``) is deleted by the next failure of any pair."""
+
+    __tablename__ = "login_throttle"
+
+    username_key: Mapped[str] = mapped_column(String(150), primary_key=True)
+    source: Mapped[str] = mapped_column(String(255), primary_key=True)
+    failures: Mapped[int] = mapped_column(Integer, default=0)
+    window_start_s: Mapped[float] = mapped_column(Float)
+    locked_until_s: Mapped[float] = mapped_column(Float, default=0.0)
+    expires_s: Mapped[float] = mapped_column(Float, index=True)
+
+    def __repr__(self) -> str:
+        return f"LoginThrottleEntry({self.username_key!r}, {self.source!r}, {self.failures})"
