@@ -21,7 +21,8 @@ file also marks the held-out images with a near-duplicate in the fold's train or
 (``seen_in_training``); the summary scores the others apart (``auroc_novel``,
 ``accuracy_novel``), since recall of seen scenes is not generalisation. Folds
 may run in separate processes (``--folds 0 2 4`` and ``--folds 1 3``); ``--summarise`` combines
-them. Progress goes to stderr; the last line of stdout is one JSON object.
+them. ``--train-fraction F`` trains on a stratified fraction of each fold's training part, the
+inner val and held-out images unchanged, so runs at several fractions are a learning curve. Progress goes to stderr; the last line of stdout is one JSON object.
 """
 
 from __future__ import annotations
@@ -71,10 +72,14 @@ def recipe(data: str, overrides: list[str]) -> ImageTrainConfig:
 
 
 def fold_splits(
-    official: ImageSplits, folds: int, fold_seed: int
+    official: ImageSplits, folds: int, fold_seed: int, train_fraction: float = 1.0
 ) -> list[tuple[ImageSplits, np.ndarray]]:
     """Per fold: train / inner val / held-out splits of the pooled official train and val
-    splits, and the held-out rows' indices into the pool."""
+    splits, and the held-out rows' indices into the pool. ``train_fraction`` below 1 keeps a
+    stratified sample of each fold's training part (the inner val and held-out images stay
+    the same): a learning curve on the same held-out folds."""
+    if not 0.0 < train_fraction <= 1.0:
+        raise SystemExit(f"--train-fraction must be in (0, 1]; got {train_fraction}")
     if official.train.multi_label:
         raise SystemExit("imaging_cv compares one-label recipes; multi-label data are not folded.")
     images = np.concatenate([official.train.images, official.val.images])
@@ -89,6 +94,10 @@ def fold_splits(
     for fold, (train_rows, held_out) in enumerate(outer.split(images, labels)):
         inner = StratifiedShuffleSplit(1, test_size=len(official.val), random_state=fold)
         ((fit, val),) = inner.split(images[train_rows], labels[train_rows])
+        if train_fraction < 1.0:
+            sample = StratifiedShuffleSplit(1, train_size=train_fraction, random_state=fold)
+            ((kept, _),) = sample.split(fit, labels[train_rows[fit]])
+            fit = fit[np.sort(kept)]
         splits = ImageSplits(
             subset(train_rows[fit]),
             subset(train_rows[val]),
@@ -138,6 +147,7 @@ def run_fold(config: ImageTrainConfig, splits: ImageSplits) -> dict[str, Any]:
             [sum(r.train_seconds for r in fit.history) for fit in trained.fits]
         ),
         "wall_seconds": seconds,
+        "n_train": np.array(len(splits.train)),
     }
 
 
@@ -209,6 +219,7 @@ def summarise(out: Path, members: int | None = None) -> dict[str, Any]:
                 "svm_share": float(saved["svm_share"]) if "svm_share" in saved.files else None,
                 "tree_share": float(saved["tree_share"]) if "tree_share" in saved.files else None,
                 "seconds_per_network": float(saved["member_train_seconds"][:members].mean()),
+                "n_train": int(saved["n_train"]) if "n_train" in saved.files else None,
             }
         )
 
@@ -242,6 +253,12 @@ def main() -> None:
     parser.add_argument("--folds", type=int, nargs="+", help="which folds to run (default all)")
     parser.add_argument("--n-folds", type=int, default=5)
     parser.add_argument("--fold-seed", type=int, default=0)
+    parser.add_argument(
+        "--train-fraction",
+        type=float,
+        default=1.0,
+        help="train on this stratified fraction of each fold's training part (a learning curve)",
+    )
     parser.add_argument("--threads", type=int, default=1, help="torch threads per process")
     parser.add_argument("--summarise", action="store_true", help="only combine fold files")
     parser.add_argument("--members", type=int, help="--summarise: the first N members only")
@@ -255,7 +272,8 @@ def main() -> None:
         official = load_image_splits(config.data, seed=config.seed)
         args.out.mkdir(parents=True, exist_ok=True)
         (args.out / "recipe.json").write_text(config.model_dump_json(indent=2))
-        for fold, (splits, _) in enumerate(fold_splits(official, args.n_folds, args.fold_seed)):
+        folds = fold_splits(official, args.n_folds, args.fold_seed, args.train_fraction)
+        for fold, (splits, _) in enumerate(folds):
             if args.folds is not None and fold not in args.folds:
                 continue
             log(f"{splits.source}: train {len(splits.train)}, val {len(splits.val)}")

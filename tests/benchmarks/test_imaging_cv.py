@@ -38,6 +38,24 @@ def test_folds_cover_train_and_val_once_and_never_the_test_split() -> None:
     assert all((a[1] == b[1]).all() for a, b in zip(folds, again, strict=True))
 
 
+def test_a_train_fraction_samples_only_the_training_part_by_class() -> None:
+    cv = benchmark_script("imaging_cv")
+    official = load_image_splits(ImageDataConfig(path="phantom"))
+    whole = cv.fold_splits(official, 3, fold_seed=5)
+    half = cv.fold_splits(official, 3, fold_seed=5, train_fraction=0.5)
+    for (full, rows), (sampled, sampled_rows) in zip(whole, half, strict=True):
+        assert (rows == sampled_rows).all()  # the same held-out images
+        assert (full.val.images == sampled.val.images).all()
+        assert len(sampled.train) == pytest.approx(len(full.train) / 2, abs=1)
+        full_images = {image.tobytes() for image in full.train.images}
+        assert {image.tobytes() for image in sampled.train.images} <= full_images
+        for label in np.unique(full.train.labels):  # stratified: each class about halved
+            count = (sampled.train.labels == label).sum()
+            assert count == pytest.approx((full.train.labels == label).sum() / 2, abs=1)
+    with pytest.raises(SystemExit, match="train-fraction"):
+        cv.fold_splits(official, 3, fold_seed=5, train_fraction=0.0)
+
+
 def test_overrides_are_typed_and_bad_ones_refused() -> None:
     cv = benchmark_script("imaging_cv")
     config = cv.recipe("phantom", ["model.ensemble=3", "engine.mixup_alpha=0.4"])
