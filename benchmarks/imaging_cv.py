@@ -22,7 +22,9 @@ file also marks the held-out images with a near-duplicate in the fold's train or
 ``accuracy_novel``), since recall of seen scenes is not generalisation. Folds
 may run in separate processes (``--folds 0 2 4`` and ``--folds 1 3``); ``--summarise`` combines
 them. ``--train-fraction F`` trains on a stratified fraction of each fold's training part, the
-inner val and held-out images unchanged, so runs at several fractions are a learning curve. Progress goes to stderr; the last line of stdout is one JSON object.
+inner val and held-out images unchanged, so runs at several fractions are a learning curve
+(``benchmarks/imaging_learning_curve.py``). Progress goes to stderr; the last line of stdout is
+one JSON object.
 """
 
 from __future__ import annotations

@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 from types import ModuleType
 
+import numpy as np
 import pytest
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
@@ -122,3 +123,38 @@ def write_findings_npz(
         arrays[f"{split}_labels"] = labels
     np.savez(path, **arrays)
     return path
+
+
+def write_fold_file(
+    folder: Path,
+    fold: int,
+    wrong: int,
+    labels: np.ndarray | None = None,
+    n_train: int | None = None,
+) -> None:
+    """An ``imaging_cv`` fold file of two equal networks that get the first ``wrong`` of 20
+    images confidently wrong (so accuracy and AUROC both fall with ``wrong``); the last 4 images
+    are 'seen in training'. ``n_train``: the training images recorded (left out when None, as
+    in files before session 21)."""
+    y = np.tile([0, 1], 10) if labels is None else labels
+    positive = np.where(y == 1, 0.8, 0.2)
+    positive[:wrong] = 1.0 - positive[:wrong]
+    probabilities = np.stack([1 - positive, positive], axis=1)
+    folder.mkdir(parents=True, exist_ok=True)
+    extra = {} if n_train is None else {"n_train": np.array(n_train)}
+    np.savez(
+        folder / f"fold{fold}.npz",
+        probabilities=np.broadcast_to(probabilities, (2, 1, *probabilities.shape)),
+        product_probabilities=probabilities,
+        labels=y,
+        views=np.array(["identity"]),
+        member_weights=np.array([0.5, 0.5]),
+        svm_share=np.array(0.0),
+        tree_share=np.array(0.0),
+        threshold=np.array(float("nan")),
+        positive_index=np.array(1),
+        seen_in_training=np.arange(20) >= 16,
+        member_train_seconds=np.array([1.0, 1.0]),
+        wall_seconds=2.0,
+        **extra,
+    )

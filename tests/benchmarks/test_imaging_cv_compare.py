@@ -10,35 +10,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from shared_helpers import benchmark_script
+from shared_helpers import benchmark_script, write_fold_file
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "benchmarks" / "imaging_cv_compare.py"
-
-
-def _fold(folder: Path, fold: int, wrong: int, labels: np.ndarray | None = None) -> None:
-    """A fold file of two equal networks that get the first ``wrong`` images confidently wrong
-    (so accuracy and AUROC both fall with ``wrong``); the last 4 images are 'seen in training'."""
-    y = np.tile([0, 1], 10) if labels is None else labels
-    positive = np.where(y == 1, 0.8, 0.2)
-    positive[:wrong] = 1.0 - positive[:wrong]
-    probabilities = np.stack([1 - positive, positive], axis=1)
-    folder.mkdir(parents=True, exist_ok=True)
-    np.savez(
-        folder / f"fold{fold}.npz",
-        probabilities=np.broadcast_to(probabilities, (2, 1, *probabilities.shape)),
-        product_probabilities=probabilities,
-        labels=y,
-        views=np.array(["identity"]),
-        member_weights=np.array([0.5, 0.5]),
-        svm_share=np.array(0.0),
-        tree_share=np.array(0.0),
-        threshold=np.array(float("nan")),
-        positive_index=np.array(1),
-        seen_in_training=np.arange(20) >= 16,
-        member_train_seconds=np.array([1.0, 1.0]),
-        wall_seconds=2.0,
-    )
 
 
 def _recipe(root: Path, name: str, errors: list[list[int]]) -> list[Path]:
@@ -47,7 +22,7 @@ def _recipe(root: Path, name: str, errors: list[list[int]]) -> list[Path]:
     for index, per_fold in enumerate(errors):
         folder = root / f"{name}{index}"
         for fold, wrong in enumerate(per_fold):
-            _fold(folder, fold, wrong)
+            write_fold_file(folder, fold, wrong)
         folders.append(folder)
     return folders
 
@@ -78,12 +53,12 @@ def test_folds_of_different_images_are_refused(tmp_path: Path) -> None:
     compare = benchmark_script("imaging_cv_compare")
     base = _recipe(tmp_path, "base", [[4, 4]])
     other = tmp_path / "other"
-    _fold(other, 0, 4)
-    _fold(other, 1, 4, labels=np.tile([1, 0], 10))
+    write_fold_file(other, 0, 4)
+    write_fold_file(other, 1, 4, labels=np.tile([1, 0], 10))
     with pytest.raises(SystemExit, match="different held-out images"):
         compare.compare(base, [other], compare.Rule())
     missing = tmp_path / "missing"
-    _fold(missing, 0, 4)
+    write_fold_file(missing, 0, 4)
     with pytest.raises(SystemExit, match="not the same folds"):
         compare.compare(base, [missing], compare.Rule())
 
