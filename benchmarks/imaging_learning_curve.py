@@ -92,9 +92,10 @@ def fit_with_intervals(
     }
 
 
-def fold_points(folder: Path) -> dict[str, np.ndarray]:
-    """Per fold of one imaging_cv folder: images trained on, and each accuracy's error."""
-    rows = summarise(folder)["folds"]
+def fold_points(folder: Path, members: int | None = None) -> dict[str, np.ndarray]:
+    """Per fold of one imaging_cv folder: images trained on, and each accuracy's error (of the
+    first ``members`` members' ensemble, at the argmax, when given)."""
+    rows = summarise(folder, members)["folds"]
     if any(row.get("n_train") is None for row in rows):
         raise SystemExit(f"{folder}: fold files without n_train (re-run imaging_cv.py)")
     points = {"n": np.array([row["n_train"] for row in rows], dtype=float)}
@@ -104,10 +105,13 @@ def fold_points(folder: Path) -> dict[str, np.ndarray]:
 
 
 def learning_curve(
-    folders: list[Path], target_accuracy: float, plot: Path | None = None
+    folders: list[Path],
+    target_accuracy: float,
+    plot: Path | None = None,
+    members: int | None = None,
 ) -> dict[str, Any]:
     """Mean figures per training size and the fitted laws (see the module docstring)."""
-    points = [fold_points(folder) for folder in folders]
+    points = [fold_points(folder, members) for folder in folders]
     by_size: dict[int, list[dict[str, np.ndarray]]] = {}
     for folder_points in points:
         by_size.setdefault(round(float(folder_points["n"].mean())), []).append(folder_points)
@@ -122,6 +126,8 @@ def learning_curve(
                 **{key: float(1.0 - pooled[key].mean()) for key in ACCURACIES},
             }
         )
+    if len(by_size) < 2:
+        raise SystemExit("a learning curve needs runs at two or more training sizes")
     target_error = 1.0 - target_accuracy
     fits = {
         key: fit_with_intervals([(p["n"], p[key]) for p in points], target_error)
@@ -132,6 +138,7 @@ def learning_curve(
     return {
         "benchmark": "imaging-learning-curve",
         "runs": [str(folder) for folder in folders],
+        "members": members,
         "target_accuracy": target_accuracy,
         "sizes": sizes,
         "fits": fits,
@@ -182,8 +189,9 @@ def main() -> None:
     parser.add_argument("--runs", type=Path, nargs="+", required=True, help="imaging_cv folders")
     parser.add_argument("--target-accuracy", type=float, default=0.88)
     parser.add_argument("--plot", type=Path, help="write the curve as a PNG here")
+    parser.add_argument("--members", type=int, help="the first N members only (the networks)")
     args = parser.parse_args()
-    result = learning_curve(args.runs, args.target_accuracy, args.plot)
+    result = learning_curve(args.runs, args.target_accuracy, args.plot, args.members)
     for row in result["sizes"]:
         print(
             f"n {row['n_train']:>5}: accuracy {row['accuracy']:.3f}, novel "

@@ -67,3 +67,12 @@ def test_fold_files_without_a_training_size_are_refused(tmp_path: Path) -> None:
     write_fold_file(tmp_path, 0, 4)
     with pytest.raises(SystemExit, match="n_train"):
         curve.learning_curve([tmp_path], 0.88)
+
+
+def test_one_training_size_is_not_a_curve(tmp_path: Path) -> None:
+    curve = benchmark_script("imaging_learning_curve")
+    for fold in range(2):
+        write_fold_file(tmp_path / "a", fold, 4, n_train=400)
+        write_fold_file(tmp_path / "b", fold, 3, n_train=400)
+    with pytest.raises(SystemExit, match="two or more training sizes"):
+        curve.learning_curve([tmp_path / "a", tmp_path / "b"], 0.88)
