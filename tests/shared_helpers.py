@@ -158,3 +158,38 @@ def write_fold_file(
         wall_seconds=2.0,
         **extra,
     )
+
+
+def write_dicom(
+    path: Path,
+    pixels: np.ndarray,
+    *,
+    photometric: str = "MONOCHROME2",
+    index: int = 1,
+    instance: int | None = None,
+    position: float | None = None,
+    series: str = "1.2.826.0.1.3680043.10.1",
+    patient: str = "P1",
+) -> Path:
+    """A one-frame secondary-capture DICOM file of ``pixels`` (12 bits stored) at ``path``,
+    SOP Instance UID ``{series}.{index}``, Patient ID ``patient``."""
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage
+
+    ds = Dataset()
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds.SOPClassUID = SecondaryCaptureImageStorage
+    ds.SOPInstanceUID = f"{series}.{index}"
+    ds.file_meta.MediaStorageSOPClassUID = ds.SOPClassUID
+    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+    ds.StudyInstanceUID, ds.SeriesInstanceUID = "1.2.826.0.1.3680043.10.9", series
+    ds.Modality, ds.PatientID = "OT", patient
+    if instance is not None:
+        ds.InstanceNumber = instance
+    if position is not None:
+        ds.ImagePositionPatient = [0.0, 0.0, position]
+        ds.ImageOrientationPatient = [1.0, 0.0, 0.0, 0.0, 1.0, 0.0]
+    ds.set_pixel_data(pixels.astype(np.uint16), photometric, 12, generate_instance_uid=False)
+    ds.save_as(path, enforce_file_format=True)
+    return path

@@ -28,6 +28,26 @@ def test_relative_data_path_resolves_against_config(tmp_path: Path) -> None:
     assert load_config(path).data.path == (tmp_path / "data.csv").resolve()
 
 
+def test_image_data_and_dicom_folders_resolve_against_config(tmp_path: Path) -> None:
+    (tmp_path / "configs").mkdir()
+    path = tmp_path / "configs" / "scans.yaml"
+    text = "task: image-classification\ndata:\n  path: ../labels.csv\n  dicom_folder: ../pacs\n"
+    path.write_text(text)
+    data = load_config(path).data
+    assert data.path == str((tmp_path / "labels.csv").resolve())
+    assert data.dicom_folder == str((tmp_path / "pacs").resolve())
+    path.write_text("task: image-classification\ndata:\n  path: medmnist:breastmnist\n")
+    assert load_config(path).data.path == "medmnist:breastmnist"  # a scheme, not a file
+
+
+@pytest.mark.parametrize(
+    "example", sorted((Path(__file__).parents[1] / "configs").glob("*.yaml")), ids=lambda p: p.name
+)
+def test_example_configs_validate(example: Path) -> None:
+    config = load_config(example)
+    assert config.data.path is not None and Path(config.data.path).is_absolute()
+
+
 def test_flags_override_yaml_and_round_trip(tmp_path: Path) -> None:
     path = tmp_path / "c.yaml"
     path.write_text("data:\n  target: y\nevaluation:\n  folds: 4\n")

@@ -118,6 +118,12 @@ class ImageDataConfig(_Strict):
     # one scene, medsight.data.image_audit) stay on one side of every split, as one patient's
     # images do; the run's near-duplicate audit uses it too. None: split images independently.
     near_duplicate_threshold: float | None = Field(0.97, gt=0.0, lt=1.0)
+    # a CSV of sop_instance_uid,label[,patient_id]: the folder searched (recursively) for the
+    # DICOM files; None: the CSV's own folder
+    dicom_folder: str | None = None
+    # images whose DICOM Patient ID is the same stay on one side of every split, as a CSV's
+    # patient_id column does (which takes precedence); False: only that column groups images
+    dicom_patient_groups: bool = True
 
 
 class AugmentConfig(_Strict):
@@ -389,11 +395,19 @@ def load_config(path: str | Path) -> AnyConfig:
     """Read a YAML config; errors name the file and the offending key."""
     path = Path(path)
     config = parse_config(read_config_mapping(path), source=str(path))
-    data_path = config.data.path
-    if data_path is not None and ":" not in str(data_path) and not Path(data_path).is_absolute():
-        resolved = (path.parent / data_path).resolve()
-        config.data.path = resolved if isinstance(data_path, Path) else str(resolved)
+    config.data.path = _relative_to_file(path, config.data.path)
+    if isinstance(config.data, ImageDataConfig):
+        config.data.dicom_folder = _relative_to_file(path, config.data.dicom_folder)
     return config
+
+
+def _relative_to_file(config_path: Path, value: str | Path | None) -> str | Path | None:
+    """A relative file path in a config, resolved against the config file's folder (values with
+    a scheme such as ``medmnist:NAME``, absolute paths and None unchanged)."""
+    if value is None or ":" in str(value) or Path(value).is_absolute():
+        return value
+    resolved = (config_path.parent / value).resolve()
+    return resolved if isinstance(value, Path) else str(resolved)
 
 
 def parse_config(raw: dict[str, Any], *, source: str = "config") -> AnyConfig:

@@ -13,7 +13,6 @@ from pydicom.data.data_manager import DATA_ROOT, DataTypes, external_data_source
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.pixels import apply_modality_lut, apply_voi_lut
 from pydicom.pixels import pixel_array as pydicom_pixels
-from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage
 
 import medsight.io.dicom as dicom_module
 from medsight.errors import ConfigError, DataError, MissingDependencyError
@@ -25,10 +24,10 @@ from medsight.io.dicom import (
     read_dicom_labels,
     read_dicom_series,
 )
+from shared_helpers import write_dicom
 
 BUNDLED_ROOT = Path(DATA_ROOT) / "test_files"
 LARGE_BYTES = 50_000_000  # decoded float32 size above which a walk case is marked slow
-
 
 # ------------------------------------------------------------------------- pydicom test files
 
@@ -350,46 +349,16 @@ def test_compressed_file_matches_its_uncompressed_twin(
 # ---------------------------------------------------------------------------- orientation
 
 
-def _write_dicom(
-    path: Path,
-    pixels: np.ndarray,
-    *,
-    photometric: str = "MONOCHROME2",
-    index: int = 1,
-    instance: int | None = None,
-    position: float | None = None,
-    series: str = "1.2.826.0.1.3680043.10.1",
-    patient: str = "P1",
-) -> Path:
-    ds = Dataset()
-    ds.file_meta = FileMetaDataset()
-    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds.SOPClassUID = SecondaryCaptureImageStorage
-    ds.SOPInstanceUID = f"{series}.{index}"
-    ds.file_meta.MediaStorageSOPClassUID = ds.SOPClassUID
-    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
-    ds.StudyInstanceUID, ds.SeriesInstanceUID = "1.2.826.0.1.3680043.10.9", series
-    ds.Modality, ds.PatientID = "OT", patient
-    if instance is not None:
-        ds.InstanceNumber = instance
-    if position is not None:
-        ds.ImagePositionPatient = [0.0, 0.0, position]
-        ds.ImageOrientationPatient = [1.0, 0.0, 0.0, 0.0, 1.0, 0.0]
-    ds.set_pixel_data(pixels.astype(np.uint16), photometric, 12, generate_instance_uid=False)
-    ds.save_as(path, enforce_file_format=True)
-    return path
-
-
 def test_orientation_rows_first_and_top_left_stays_top_left(tmp_path: Path) -> None:
     pixels = np.zeros((6, 10), dtype=np.uint16)
     pixels[0, 0] = 4000  # bright top-left corner on a non-square image
     pixels[0, 1:] = 1000  # first row is the top row
-    image = read_dicom(_write_dicom(tmp_path / "corner.dcm", pixels))
+    image = read_dicom(write_dicom(tmp_path / "corner.dcm", pixels))
     assert image.pixels.shape == (1, 6, 10)
     assert image.first_frame[0, 0] == image.pixels.max() == 4000
     assert (image.first_frame[0, 1:] == 1000).all() and (image.first_frame[1:] == 0).all()
 
-    inverse = read_dicom(_write_dicom(tmp_path / "m1.dcm", pixels, photometric="MONOCHROME1"))
+    inverse = read_dicom(write_dicom(tmp_path / "m1.dcm", pixels, photometric="MONOCHROME1"))
     assert inverse.first_frame[0, 0] == inverse.pixels.min()  # stored bright = displayed dark
     assert inverse.first_frame[5, 9] == inverse.pixels.max() == 4095
 
@@ -487,7 +456,7 @@ def _series(folder: Path, positions: list[float], instances: list[int | None]) -
     folder.mkdir(exist_ok=True)
     for index, (position, instance) in enumerate(zip(positions, instances, strict=True)):
         pixels = np.full((4, 5), 100 * (index + 1), dtype=np.uint16)
-        _write_dicom(
+        write_dicom(
             folder / f"im{index}.dcm",
             pixels,
             index=index + 1,
@@ -514,7 +483,7 @@ def test_series_without_positions_sorted_by_instance_number(tmp_path: Path) -> N
     folder = tmp_path / "series"
     folder.mkdir()
     for index, instance in enumerate([3, 1, 2]):
-        _write_dicom(folder / f"a{index}.dcm", np.full((4, 5), index, np.uint16), index=index + 1,
+        write_dicom(folder / f"a{index}.dcm", np.full((4, 5), index, np.uint16), index=index + 1,
                      instance=instance)  # fmt: skip
     images = read_dicom_series(folder)
     assert [img.instance_number for img in images] == [1, 2, 3]
@@ -531,16 +500,16 @@ def test_series_errors(tmp_path: Path) -> None:
 
     mixed = tmp_path / "mixed"
     mixed.mkdir()
-    _write_dicom(mixed / "small.dcm", np.zeros((4, 5), np.uint16), index=1)
-    _write_dicom(mixed / "large.dcm", np.zeros((6, 7), np.uint16), index=2)
+    write_dicom(mixed / "small.dcm", np.zeros((4, 5), np.uint16), index=1)
+    write_dicom(mixed / "large.dcm", np.zeros((6, 7), np.uint16), index=2)
     with pytest.raises(DataError, match=r"4x5.*small\.dcm|6x7.*large\.dcm") as caught:
         dicom_volume(read_dicom_series(mixed))
     assert "4x5" in str(caught.value) and "6x7" in str(caught.value)
 
     two = tmp_path / "two"
     two.mkdir()
-    _write_dicom(two / "a.dcm", np.zeros((4, 5), np.uint16), series="1.2.3.1")
-    _write_dicom(two / "b.dcm", np.zeros((4, 5), np.uint16), series="1.2.3.2")
+    write_dicom(two / "a.dcm", np.zeros((4, 5), np.uint16), series="1.2.3.1")
+    write_dicom(two / "b.dcm", np.zeros((4, 5), np.uint16), series="1.2.3.2")
     with pytest.raises(DataError, match="2 series"):
         dicom_volume(read_dicom_series(two))
     with pytest.raises(DataError, match="grey"):

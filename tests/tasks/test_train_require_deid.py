@@ -104,8 +104,9 @@ def dicom_trees(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
 
 def test_dicom_image_training_data_is_refused_until_deidentified(dicom_trees) -> None:
     raw, deidentified = dicom_trees
-    # each class is 8 copies of one file: split them as separate images, not as 2 scenes
-    settings = {"image_size": 16, "near_duplicate_threshold": None}
+    # each class is 8 copies of one file: split them as separate images, not as 2 scenes or
+    # as the 2 patients their headers name
+    settings = {"image_size": 16, "near_duplicate_threshold": None, "dicom_patient_groups": False}
     with pytest.raises(DataError, match=r"\.dcm: not de-identified: Patient Identity Removed"):
         load_image_splits(ImageDataConfig(path=str(raw), require_deidentified=True, **settings))
     assert len(load_image_splits(ImageDataConfig(path=str(raw), **settings)).train) > 0

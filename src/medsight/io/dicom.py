@@ -340,6 +340,29 @@ def read_dicom_labels(csv_path: str | Path, images: Sequence[DicomImage]) -> Dic
     return DicomLabels(labels=labels, patient_ids=patient_ids)
 
 
+def patient_id_of(path: str | Path) -> str | None:
+    """The file's Patient ID (header only; ``None`` when absent or blank)."""
+    return _text(_read_dataset(Path(path), stop_before_pixels=True), "PatientID")
+
+
+def index_by_sop_instance_uid(paths: Iterable[Path]) -> dict[str, Path]:
+    """SOP Instance UID -> file for the DICOM files among ``paths`` (headers only; other files
+    are skipped). One instance in two files is a :class:`DataError` naming both."""
+    index: dict[str, Path] = {}
+    for path in paths:
+        if not looks_like_dicom(path):
+            continue
+        uid = _text(_read_dataset(path, stop_before_pixels=True), "SOPInstanceUID")
+        if uid is None:
+            continue
+        if uid in index:
+            raise DataError(
+                f"SOP Instance UID {uid} is in two files, {index[uid]} and {path}; keep one."
+            )
+        index[uid] = path
+    return index
+
+
 def looks_like_dicom(path: str | Path) -> bool:
     """A ``.dcm`` / ``.dicom`` name or the ``DICM`` marker at byte 128 (as the image readers)."""
     path = Path(path)

@@ -170,8 +170,11 @@ def channels_last(image: np.ndarray) -> np.ndarray:
 # --------------------------------------------------------------------------------------- sets
 
 
-def read_image_folder(root: str | Path, *, size: int | None = None) -> ImageSet:
-    """A folder with one subfolder per class (the subfolder name is the class name)."""
+def read_image_folder(
+    root: str | Path, *, size: int | None = None, dicom_patient_ids: bool = True
+) -> ImageSet:
+    """A folder with one subfolder per class (the subfolder name is the class name). With
+    ``dicom_patient_ids`` a DICOM file's Patient ID groups it with that patient's other images."""
     root = Path(root)
     if not root.is_dir():
         raise DataError(f"{root}: folder not found.")
@@ -192,30 +195,94 @@ def read_image_folder(root: str | Path, *, size: int | None = None) -> ImageSet:
             )
         paths.extend(files)
         labels.extend([class_dir.name] * len(files))
-    return _build_set(paths, labels, None, size=size, origin=str(root))
+    patients = [None] * len(paths)
+    return _build_set(paths, labels, patients, dicom_patient_ids, size=size, origin=str(root))
 
 
-def read_image_csv(csv_path: str | Path, *, size: int | None = None) -> ImageSet:
-    """A CSV of ``path,label[,patient_id]``; relative paths are relative to the CSV's folder."""
+def read_image_csv(
+    csv_path: str | Path,
+    *,
+    size: int | None = None,
+    dicom_folder: str | Path | None = None,
+    dicom_patient_ids: bool = True,
+) -> ImageSet:
+    """A CSV of ``path,label[,patient_id]`` (relative paths are relative to the CSV's folder), or
+    of ``sop_instance_uid,label[,patient_id]`` for DICOM files found under ``dicom_folder``
+    (default: the CSV's folder, searched recursively; files the CSV does not list are left out).
+
+    A blank or missing ``patient_id`` is the DICOM Patient ID with ``dicom_patient_ids`` (else
+    the image is a group of its own)."""
     csv_path = Path(csv_path)
     try:
         frame = pd.read_csv(csv_path, dtype=str, keep_default_na=False)
     except (OSError, pd.errors.ParserError, UnicodeDecodeError) as exc:
         raise DataError(f"{csv_path}: cannot read the CSV ({exc}).") from exc
-    missing = {"path", "label"} - set(frame.columns)
+    frame.columns = [str(column).strip().lower() for column in frame.columns]
+    key = "sop_instance_uid" if "path" not in frame and "sop_instance_uid" in frame else "path"
+    missing = {key, "label"} - set(frame.columns)
     if missing:
         raise DataError(
-            f"{csv_path}: needs columns path,label[,patient_id]; missing {sorted(missing)} "
+            f"{csv_path}: needs columns path,label[,patient_id] (or sop_instance_uid,label"
+            f"[,patient_id] for DICOM files); missing {sorted(missing)} "
             f"(found {list(frame.columns)})."
         )
     if frame.empty:
         raise DataError(f"{csv_path}: the CSV has no rows.")
-    blank = frame.index[(frame["path"] == "") | (frame["label"] == "")]
+    blank = frame.index[(frame[key].str.strip() == "") | (frame["label"].str.strip() == "")]
     if len(blank):
-        raise DataError(f"{csv_path}: empty path or label on data row(s) {list(blank[:5] + 1)}.")
-    paths = [_resolve(csv_path.parent, p) for p in frame["path"]]
-    patients = frame["patient_id"].to_numpy() if "patient_id" in frame else None
-    return _build_set(paths, list(frame["label"]), patients, size=size, origin=str(csv_path))
+        raise DataError(f"{csv_path}: empty {key} or label on data row(s) {list(blank[:5] + 1)}.")
+    if key == "path":
+        paths = [_resolve(csv_path.parent, p) for p in frame["path"]]
+    else:
+        folder = Path(dicom_folder) if dicom_folder is not None else csv_path.parent
+        paths = _dicom_files_by_uid(csv_path, list(frame["sop_instance_uid"]), folder)
+    given = [p.strip() or None for p in frame["patient_id"]] if "patient_id" in frame else None
+    return _build_set(
+        paths,
+        list(frame["label"]),
+        given or [None] * len(paths),
+        dicom_patient_ids,
+        size=size,
+        origin=str(csv_path),
+    )
+
+
+def _dicom_files_by_uid(csv_path: Path, uids: list[str], folder: Path) -> list[Path]:
+    """The DICOM file of each SOP Instance UID, found under ``folder``; every UID must have one."""
+    from medsight.io.dicom import index_by_sop_instance_uid
+
+    if not folder.is_dir():
+        raise DataError(f"{csv_path}: the DICOM folder {folder} does not exist.")
+    uids = [uid.strip() for uid in uids]
+    repeated = sorted(uid for uid, n in Counter(uids).items() if n > 1)
+    if repeated:
+        raise DataError(f"{csv_path}: sop_instance_uid listed more than once: {repeated[:3]}.")
+    index = index_by_sop_instance_uid(sorted(p for p in folder.rglob("*") if p.is_file()))
+    absent = [uid for uid in uids if uid not in index]
+    if absent:
+        raise DataError(
+            f"{csv_path}: {len(absent)} sop_instance_uid(s) match no DICOM file under {folder} "
+            f"({len(index)} DICOM files found), e.g. {absent[:3]}."
+        )
+    return [index[uid] for uid in uids]
+
+
+def _patient_ids(
+    paths: Sequence[Path], given: Sequence[str | None], from_dicom: bool
+) -> np.ndarray | None:
+    """Split groups: the given id, else (``from_dicom``) the DICOM Patient ID, else a group of
+    the image alone; ``None`` when no image has an id (the splits are then not grouped)."""
+    from medsight.io.dicom import looks_like_dicom, patient_id_of
+
+    ids = list(given)
+    if from_dicom:
+        ids = [
+            known or (patient_id_of(path) if looks_like_dicom(path) else None)
+            for known, path in zip(ids, paths, strict=True)
+        ]
+    if all(value is None for value in ids):
+        return None
+    return np.array([value or f"image:{path}" for value, path in zip(ids, paths, strict=True)])
 
 
 def is_image_name(path: Path) -> bool:
@@ -235,11 +302,14 @@ def _resolve(base: Path, value: str) -> Path:
 def _build_set(
     paths: Sequence[Path],
     label_names: Sequence[str],
-    patient_ids: np.ndarray | None,
+    patient_ids: Sequence[str | None],
+    dicom_patient_ids: bool,
     *,
     size: int | None,
     origin: str,
 ) -> ImageSet:
+    """The images read, checked and labelled; ``patient_ids`` completed by :func:`_patient_ids`
+    once every file has been read (so a bad file's own error comes first)."""
     class_names = sorted(set(label_names))
     if len(class_names) < 2:
         raise DataError(
@@ -252,7 +322,8 @@ def _build_set(
     _check_same_size(images, paths, origin)
     index = {name: i for i, name in enumerate(class_names)}
     labels = np.array([index[name] for name in label_names], dtype=np.int64)
-    return ImageSet(np.stack(images), labels, class_names, [str(p) for p in paths], patient_ids)
+    groups = _patient_ids(paths, patient_ids, dicom_patient_ids)
+    return ImageSet(np.stack(images), labels, class_names, [str(p) for p in paths], groups)
 
 
 def _unify_channels(images: list[np.ndarray]) -> list[np.ndarray]:

@@ -2,8 +2,10 @@
 
 ``data.path`` may be ``medmnist:NAME``, a MedMNIST-style ``.npz`` (its official splits are kept),
 ``phantom`` (generated, offline), a folder with one subfolder per class, or a
-``path,label[,patient_id]`` CSV. Sets without official splits are split here, stratified by
-class and grouped by patient.
+``path,label[,patient_id]`` CSV (``sop_instance_uid,label[,patient_id]`` for DICOM files under
+``data.dicom_folder``). Sets without official splits are split here, stratified by class and
+grouped by patient: the CSV's ``patient_id``, else a DICOM file's Patient ID
+(``data.dicom_patient_groups``).
 
 With ``data.require_deidentified`` every DICOM file of a folder or CSV must be de-identified
 (:func:`medsight.privacy.gate.require_deidentified_dicom`); other formats carry no patient header
@@ -109,9 +111,16 @@ def _read_source(
 def _read_unsplit(spec: str, config: ImageDataConfig) -> ImageSet:
     path = Path(spec)
     if path.is_dir():
-        return read_image_folder(path, size=config.image_size)
+        return read_image_folder(
+            path, size=config.image_size, dicom_patient_ids=config.dicom_patient_groups
+        )
     if path.suffix.lower() == ".csv":
-        return read_image_csv(path, size=config.image_size)
+        return read_image_csv(
+            path,
+            size=config.image_size,
+            dicom_folder=config.dicom_folder,
+            dicom_patient_ids=config.dicom_patient_groups,
+        )
     raise DataError(f"{path}: unsupported data source; use a folder, a .csv or a .npz.")
 
 
@@ -182,10 +191,12 @@ def _holdout(
     else:
         if (n_groups := len(np.unique(groups))) < folds:
             raise DataError(
-                f"the images form only {n_groups} groups (one patient's images and "
-                f"near-duplicate images stay together); holding out {fraction:.0%} needs at "
-                f"least {folds}. Add images, or set data.near_duplicate_threshold: null if "
-                "near-duplicate images are separate cases."
+                f"the images form only {n_groups} groups (one patient's images, by the CSV's "
+                f"patient_id or the DICOM Patient ID, and near-duplicate images stay "
+                f"together); holding out {fraction:.0%} needs at least {folds}. Add images, "
+                "or set data.near_duplicate_threshold: null if near-duplicate images are "
+                "separate cases, or data.dicom_patient_groups: false if the DICOM Patient IDs "
+                "do not tell patients apart."
             )
         splitter = StratifiedGroupKFold(folds, shuffle=True, random_state=seed)
         keep, held = next(splitter.split(np.zeros(len(labels)), labels, groups))
