@@ -49,7 +49,8 @@ class PowerLaw:
         """Training images at which the law reaches ``error`` (inf when it never falls to it)."""
         if self.b <= 0:
             return math.inf
-        return (self.a / error) ** (1.0 / self.b)
+        exponent = (math.log(self.a) - math.log(error)) / self.b  # in logs: a slope near 0
+        return math.exp(exponent) if exponent < 700 else math.inf  # would overflow a float
 
 
 def fit_power_law(sizes: np.ndarray, errors: np.ndarray) -> PowerLaw:
@@ -133,8 +134,11 @@ def learning_curve(
         key: fit_with_intervals([(p["n"], p[key]) for p in points], target_error)
         for key in ACCURACIES
     }
+    for row in sizes:  # the laws' accuracies at the sizes run: how well they fit
+        for key, fit in fits.items():
+            row[f"{key}_fitted"] = 1.0 - PowerLaw(fit["a"], fit["b"]).error(row["n_train"])
     if plot is not None:
-        draw(points, fits, target_accuracy, plot)
+        draw(points, fits, target_accuracy, plot, sizes)
     return {
         "benchmark": "imaging-learning-curve",
         "runs": [str(folder) for folder in folders],
@@ -142,7 +146,10 @@ def learning_curve(
         "target_accuracy": target_accuracy,
         "sizes": sizes,
         "fits": fits,
-        "note": "power-law extrapolation of the recipe's own trend; not a promise about more data",
+        "note": (
+            "a power law without a floor: where the observed gains shrink faster than the law's "
+            "(compare *_fitted with the means), its size at the target is optimistic"
+        ),
     }
 
 
@@ -151,8 +158,10 @@ def draw(
     fits: dict[str, dict[str, Any]],
     target_accuracy: float,
     path: Path,
+    size_rows: list[dict[str, Any]],
 ) -> None:
-    """Held-out error against training images (log-log): folds, means and fitted laws."""
+    """Held-out error against training images (log-log): folds (dots), the mean at each size
+    (diamonds) and the fitted laws."""
     import matplotlib
     import matplotlib.ticker
 
@@ -167,6 +176,9 @@ def draw(
         errors = np.concatenate([p[key] for p in points])
         label = "all held-out images" if key == "accuracy" else "novel images"
         axes.scatter(sizes, errors, s=12, alpha=0.4, color=colour)
+        mean_sizes = [row["n_train"] for row in size_rows]
+        mean_errors = [1.0 - row[key] for row in size_rows]
+        axes.scatter(mean_sizes, mean_errors, s=60, marker="D", color=colour, edgecolor="black")
         law = PowerLaw(fit["a"], fit["b"])
         axes.plot(span, [law.error(n) for n in span], color=colour, label=f"{label}, b={law.b:.2f}")
     axes.axhline(1.0 - target_accuracy, color="grey", linestyle="--", label="target error")
@@ -174,7 +186,8 @@ def draw(
     axes.set_yscale("log")
     for axis in (axes.xaxis, axes.yaxis):  # plain numbers, not powers of ten
         axis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
-        axis.set_minor_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
+    axes.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())  # they would overlap
+    axes.yaxis.set_minor_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
     axes.set_title("Held-out error by training size; fitted power law", fontsize=10)
     axes.set_xlabel("training images")
     axes.set_ylabel("held-out error (1 - accuracy)")

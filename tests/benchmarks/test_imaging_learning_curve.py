@@ -25,6 +25,7 @@ def test_an_exact_power_law_is_recovered_with_its_size_at_the_target() -> None:
     assert law.size_for(0.05) == pytest.approx(1600.0)  # 2 / sqrt(1600) = 0.05
     flat = curve.fit_power_law(sizes, np.full(4, 0.2))
     assert flat.size_for(0.1) == math.inf  # an error that does not fall never reaches it
+    assert curve.PowerLaw(0.2, 1e-5).size_for(0.1) == math.inf  # too far for a float
 
 
 def test_intervals_from_resampled_folds_cover_the_true_exponent() -> None:
@@ -56,6 +57,8 @@ def test_command_line_reads_fold_files_and_draws_the_curve(tmp_path: Path) -> No
     result = json.loads(done.stdout.strip().splitlines()[-1])
     assert [row["n_train"] for row in result["sizes"]] == [101, 201, 401]
     assert [row["accuracy"] for row in result["sizes"]] == pytest.approx([0.60, 0.75, 0.85])
+    fitted = [row["accuracy_fitted"] for row in result["sizes"]]  # the law at the sizes run
+    assert fitted == pytest.approx([0.60, 0.75, 0.85], abs=0.03)
     fit = result["fits"]["accuracy"]
     assert 0.5 < fit["b"] < 0.9  # errors 0.40 -> 0.15 over a fourfold size
     assert fit["n_at_target"] > 401  # 0.88 lies beyond the sizes run
